@@ -1,0 +1,23 @@
+"""Typed errors of the campaign domain; the API maps each family to one HTTP status."""
+
+
+class CampaignError(Exception):
+    """Base of every error the campaign domain raises on purpose."""
+
+    code = "campaign_error"
+
+
+class NotFound(CampaignError):
+    code = "not_found"
+
+
+class PermissionDenied(CampaignError):
+    code = "forbidden"
+
+
+class InvalidState(CampaignError):
+    code = "invalid_state"
+
+
+class InvalidInput(CampaignError):
+    code = "invalid_input"

@@ -1,0 +1,34 @@
+"""The HTTP API application."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from dispatcher import queue
+from dispatcher.api import campaigns, errors
+from dispatcher.settings import get_settings
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the queue connection for the life of the app."""
+    app.state.queue = await queue.connect(get_settings())
+    try:
+        yield
+    finally:
+        await app.state.queue.aclose()
+
+
+def create_app() -> FastAPI:
+    """Build the API."""
+    app = FastAPI(title="Public-information SMS dispatcher", version="0.1.0", lifespan=lifespan)
+    errors.install(app)
+    app.include_router(campaigns.router)
+
+    @app.get("/health", tags=["health"])
+    def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,48 @@
+"""Request dependencies: a database session per request, the caller, the queue."""
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from arq import ArqRedis
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+
+from campaigns.models import User
+from campaigns.people import user_by_token
+from dispatcher.api.errors import Unauthorized
+from dispatcher.db import get_engine
+
+
+def get_session() -> Iterator[Session]:
+    """A session for one request, committed when the handler returns normally."""
+    with Session(get_engine(), expire_on_commit=False) as session:
+        yield session
+        session.commit()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+_bearer = HTTPBearer(auto_error=False)
+
+
+def current_user(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    """The user whose bearer token came with the request."""
+    if credentials is None:
+        raise Unauthorized("an Authorization: Bearer token is required")
+    user = user_by_token(session=session, token=credentials.credentials)
+    if user is None:
+        raise Unauthorized("the token is not valid")
+    return user
+
+
+def get_queue(request: Request) -> ArqRedis:
+    """The arq pool opened at start-up."""
+    pool: ArqRedis = request.app.state.queue
+    return pool
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+QueueDep = Annotated[ArqRedis, Depends(get_queue)]

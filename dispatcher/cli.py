@@ -1,0 +1,126 @@
+"""The `dispatcher` command: API, worker, SMSC simulator, demo and benchmark."""
+
+import logging
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+
+from dispatcher.settings import get_settings
+
+app = typer.Typer(help="Public-information SMS dispatcher.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Listen address [default: settings]")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port [default: settings]")] = None,
+) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "dispatcher.api.app:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level="info",
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker: expand campaigns, send batches over the SMPP binds, record receipts."""
+    from dispatcher.worker import make_worker
+
+    _logging()
+    make_worker(get_settings()).run()
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Migrate the database to the latest schema (or REVISION)."""
+    from dispatcher import migrate
+
+    migrate.upgrade(get_settings().effective_database_url, revision)
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise typer.BadParameter("expected HOST:PORT")
+    return host, int(port)
+
+
+@app.command()
+def demo(
+    subscribers: Annotated[int, typer.Option(min=1, help="Synthetic subscribers")] = 20_000,
+    smsc: Annotated[
+        str | None, typer.Option(help="HOST:PORT of an external SMSC instead of the simulator")
+    ] = None,
+    system_id: Annotated[str, typer.Option(help="SMPP system_id")] = "dispatcher",
+    password: Annotated[str, typer.Option(help="SMPP password")] = "secret",
+    rate: Annotated[float, typer.Option(min=0, help="Submits/s on the bind; 0 = no limit")] = 0,
+    receipt_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for a receipt before `unknown`")
+    ] = 60,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds")] = 1800,
+    var_dir: Annotated[Path, typer.Option(help="Working directory, emptied first")] = Path(
+        "var/demo"
+    ),
+) -> None:
+    """Run the whole flow on this machine with embedded defaults and show it working."""
+    from dispatcher import demo as flow
+    from dispatcher.stack import Stack, StackConfig
+
+    console = Console()
+    _fresh(var_dir)
+    config = StackConfig(
+        var_dir=var_dir,
+        smsc=_host_port(smsc) if smsc else None,
+        system_id=system_id,
+        password=password,
+        rate=rate,
+        receipt_timeout=receipt_timeout,
+    )
+    with Stack(config) as stack:
+        console.print(
+            f"[bold]Dispatcher demo[/]: API {stack.api_url}, SMSC "
+            f"{stack.smsc_host}:{stack.smsc_port}, logs in {stack.logs}"
+        )
+        database_url = stack.settings.effective_database_url
+        seeded = flow.seed(database_url, subscribers)
+        console.print(f"Seeded 1 authority, 2 users and {subscribers:,} subscribers in Gia Lai")
+        with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+            campaign_id = flow.run_campaign(client, seeded)
+            console.print(f"Campaign {campaign_id} created, submitted and approved via the API")
+            body = flow.watch(stack, client, seeded.approver_token, campaign_id, timeout, console)
+        flow.print_report(console, body)
+        pending = flow.count_pending(database_url, campaign_id)
+    if body["status"] != "completed" or pending:
+        console.print(f"[red]Not every message reached a final state ({pending} pending)")
+        raise typer.Exit(1)
+    console.print("[green]Every message reached a final state.")
+
+
+def _fresh(var_dir: Path) -> None:
+    """Empty the demo's directory, stopping an embedded Redis left running there."""
+    from dispatcher import embedded_redis
+
+    if embedded_redis.is_running(var_dir):
+        embedded_redis.stop(var_dir)
+    shutil.rmtree(var_dir, ignore_errors=True)
+    var_dir.mkdir(parents=True)

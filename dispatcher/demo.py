@@ -1,0 +1,139 @@
+"""The product's main job on one machine: a campaign submitted, approved, sent and tracked."""
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlmodel import Session
+
+from campaigns import areas
+from campaigns.models import Role
+from campaigns.people import create_authority, create_user
+from campaigns.service import count_by_status
+from campaigns.synthetic import insert_subscribers
+from dispatcher.db import make_engine, session_scope
+from dispatcher.stack import Stack
+
+FINAL_CAMPAIGN_STATUSES = {"completed", "cancelled", "expired", "rejected"}
+DEMO_TEXT = "Sở TT&TT Gia Lai: đeo khẩu trang, rửa tay thường xuyên phòng dịch nCoV"
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """Who the demo acts as."""
+
+    submitter_token: str
+    approver_token: str
+
+
+def seed(database_url: str, subscribers: int) -> Seeded:
+    """An authority with a submitter and an approver, the areas, and synthetic subscribers."""
+    engine = make_engine(database_url)
+    with session_scope(engine) as session:
+        areas.seed_gia_lai(session)
+        authority = create_authority(
+            session=session, code="STTTT-GL", name="Sở Thông tin và Truyền thông Gia Lai"
+        )
+        _, submitter = create_user(
+            session=session, name="Nguyễn Văn An", role=Role.SUBMITTER, authority=authority
+        )
+        _, approver = create_user(
+            session=session, name="Trần Thị Bình", role=Role.APPROVER, authority=authority
+        )
+        insert_subscribers(session=session, count=subscribers)
+    engine.dispose()
+    return Seeded(submitter, approver)
+
+
+def run_campaign(
+    api: httpx.Client, seeded: Seeded, text: str = DEMO_TEXT, target: list[str] | None = None
+) -> int:
+    """Create, submit and approve a campaign through the HTTP API; return its id."""
+    submitter = {"Authorization": f"Bearer {seeded.submitter_token}"}
+    approver = {"Authorization": f"Bearer {seeded.approver_token}"}
+    created = api.post(
+        "/v1/campaigns",
+        headers=submitter,
+        json={
+            "title": "Phòng chống dịch nCoV",
+            "text": text,
+            "sender": "GiaLai",
+            "target_areas": target or [areas.GIA_LAI],
+        },
+    )
+    created.raise_for_status()
+    campaign_id: int = created.json()["id"]
+    api.post(f"/v1/campaigns/{campaign_id}/submit", headers=submitter).raise_for_status()
+    api.post(f"/v1/campaigns/{campaign_id}/approve", headers=approver).raise_for_status()
+    return campaign_id
+
+
+def report(api: httpx.Client, token: str, campaign_id: int) -> dict[str, Any]:
+    """The campaign's report from the API."""
+    answer = api.get(
+        f"/v1/campaigns/{campaign_id}/report", headers={"Authorization": f"Bearer {token}"}
+    )
+    answer.raise_for_status()
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def watch(
+    stack: Stack, api: httpx.Client, token: str, campaign_id: int, timeout: float, console: Console
+) -> dict[str, Any]:
+    """Show live progress until the campaign reaches a final state; return the last report."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:>8.0f}/{task.total:.0f}"),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("sending", total=None, detail="expanding…")
+        started = time.monotonic()
+        while True:
+            stack.check_alive()
+            body = report(api, token, campaign_id)
+            counts = body["by_status"]
+            pending = counts.get("queued", 0) + counts.get("submitted", 0)
+            done = sum(counts.values()) - pending
+            submitted = sum(counts.values()) - counts.get("queued", 0)
+            failed = done - counts.get("delivered", 0)
+            elapsed = max(time.monotonic() - started, 1e-6)
+            progress.update(
+                task,
+                total=body["recipients"] or None,
+                completed=done,
+                detail=f"submitted {submitted}  delivered {counts.get('delivered', 0)}  "
+                f"failed {failed}  {done / elapsed:,.0f} msg/s",
+            )
+            if body["status"] in FINAL_CAMPAIGN_STATUSES:
+                return body
+            if elapsed > timeout:
+                raise TimeoutError(f"campaign {campaign_id} not finished after {timeout:.0f}s")
+            time.sleep(0.25)
+
+
+def print_report(console: Console, body: dict[str, Any]) -> None:
+    """The final report as a table."""
+    table = Table(title=f"Campaign {body['campaign_id']}: {body['status']}")
+    table.add_column("status")
+    table.add_column("messages", justify="right")
+    for status, count in sorted(body["by_status"].items()):
+        table.add_row(status, f"{count:,}")
+    table.add_row("[bold]total", f"[bold]{sum(body['by_status'].values()):,}")
+    console.print(table)
+
+
+def count_pending(database_url: str, campaign_id: int) -> int:
+    """Messages of the campaign not yet in a final state, read straight from the database."""
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        counts = count_by_status(session=session, campaign_id=campaign_id)
+    engine.dispose()
+    return counts.get("queued", 0) + counts.get("submitted", 0)

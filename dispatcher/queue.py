@@ -1,0 +1,38 @@
+"""The arq queue on Redis: which Redis, and the jobs the API and the worker enqueue."""
+
+from arq import ArqRedis, create_pool
+from arq.connections import RedisSettings
+
+from dispatcher import embedded_redis
+from dispatcher.settings import Settings
+
+
+def redis_url(settings: Settings) -> str:
+    """The configured Redis URL, or the embedded Redis (started on demand)."""
+    if settings.redis_url:
+        return settings.redis_url
+    embedded_redis.ensure_running(settings.var_dir)
+    return embedded_redis.url(settings.var_dir)
+
+
+def redis_settings(settings: Settings) -> RedisSettings:
+    """arq's connection settings for the configured Redis."""
+    return RedisSettings.from_dsn(redis_url(settings))
+
+
+async def connect(settings: Settings) -> ArqRedis:
+    """A connection pool to the queue."""
+    return await create_pool(redis_settings(settings), default_queue_name=settings.queue_name)
+
+
+async def enqueue_expansion(pool: ArqRedis, campaign_id: int) -> None:
+    """Ask a worker to expand an approved campaign into batches."""
+    await pool.enqueue_job("expand_campaign", campaign_id, _job_id=f"expand:{campaign_id}")
+
+
+async def enqueue_batches(pool: ArqRedis, campaign_id: int, batches: int) -> None:
+    """Queue one send job per batch; job ids make a repeated call harmless."""
+    for batch_no in range(batches):
+        await pool.enqueue_job(
+            "send_batch", campaign_id, batch_no, _job_id=f"send:{campaign_id}:{batch_no}"
+        )

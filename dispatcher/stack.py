@@ -1,0 +1,202 @@
+"""Runs the whole product on one machine as separate processes: SMSC simulator, API, worker."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from dispatcher import embedded_redis, migrate
+from dispatcher.settings import Settings
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until(check: object, timeout: float, what: str) -> None:
+    """Poll `check()` until it is true, or fail after `timeout` seconds."""
+    assert callable(check)
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready after {timeout:.0f}s")
+        time.sleep(0.05)
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class StackConfig:
+    """What to run and where."""
+
+    var_dir: Path
+    database_url: str | None = None
+    redis_url: str | None = None
+    smsc: tuple[str, int] | None = None  # None: start the built-in simulator
+    simulator_args: list[str] = field(default_factory=list)
+    system_id: str = "dispatcher"
+    password: str = "secret"
+    rate: float = 0.0
+    window: int = 100
+    receipt_timeout: float = 3600.0
+    queue_name: str = "dispatcher"
+
+
+class Stack:
+    """Starts the processes on enter and stops every one of them on exit."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs = config.var_dir / "logs"
+        self.api_port = free_port()
+        self.smsc_host, self.smsc_port = config.smsc or ("127.0.0.1", free_port())
+        self._own_redis = False
+        self.settings = Settings(
+            var_dir=config.var_dir,
+            database_url=config.database_url,
+            redis_url=config.redis_url,
+            queue_name=config.queue_name,
+            receipt_timeout=config.receipt_timeout,
+        )
+
+    @property
+    def api_url(self) -> str:
+        """Where the API listens."""
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def environment(self) -> dict[str, str]:
+        """The environment every child process gets."""
+        binds = [
+            {
+                "name": "smsc1",
+                "host": self.smsc_host,
+                "port": self.smsc_port,
+                "system_id": self.config.system_id,
+                "password": self.config.password,
+                "rate": self.config.rate,
+                "window": self.config.window,
+            }
+        ]
+        env = dict(os.environ)
+        env.update(
+            DISPATCHER_VAR_DIR=str(self.config.var_dir),
+            DISPATCHER_DATABASE_URL=self.settings.effective_database_url,
+            DISPATCHER_REDIS_URL=self.redis_url,
+            DISPATCHER_BINDS=json.dumps(binds),
+            DISPATCHER_RECEIPT_TIMEOUT=str(self.config.receipt_timeout),
+            DISPATCHER_QUEUE_NAME=self.config.queue_name,
+        )
+        return env
+
+    def __enter__(self) -> "Stack":
+        self.logs.mkdir(parents=True, exist_ok=True)
+        if self.config.redis_url:
+            self.redis_url = self.config.redis_url
+        else:
+            self._own_redis = embedded_redis.ensure_running(self.config.var_dir)
+            self.redis_url = embedded_redis.url(self.config.var_dir)
+        try:
+            migrate.upgrade(self.settings.effective_database_url)
+            self._start_children()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _start_children(self) -> None:
+        if self.config.smsc is None:
+            self.spawn(
+                "smsc-sim",
+                [
+                    "smsc-sim",
+                    "--port",
+                    str(self.smsc_port),
+                    "--system-id",
+                    self.config.system_id,
+                    "--password",
+                    self.config.password,
+                    *self.config.simulator_args,
+                ],
+            )
+            wait_until(lambda: _accepts(self.smsc_host, self.smsc_port), 20, "SMSC simulator")
+        self.spawn("api", ["api", "--port", str(self.api_port)])
+        self.spawn("worker", ["worker"])
+        wait_until(self._api_healthy, 30, "API")
+
+    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        """Start `dispatcher ARGS...` as a child process logging to var/logs/NAME.log."""
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dispatcher", *args],
+            env=self.environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        self.processes[name] = process
+        return process
+
+    def _api_healthy(self) -> bool:
+        self.check_alive()
+        try:
+            return httpx.get(f"{self.api_url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def check_alive(self) -> None:
+        """Fail if a child process has died."""
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with {process.returncode}; see {self.logs / name}.log"
+                )
+
+    def peak_memory_mb(self, name: str) -> float:
+        """The peak resident memory of a child process, in MB (Linux)."""
+        status = Path(f"/proc/{self.processes[name].pid}/status").read_text()
+        kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+        return kb / 1024
+
+    def stop(self, name: str, timeout: float = 15.0) -> None:
+        """Stop one child: SIGTERM, then SIGKILL if it does not go."""
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # The worker first, so it unbinds while the SMSC is still there.
+        for name in ("worker", "api", "smsc-sim", *list(self.processes)):
+            self.stop(name)
+        if self._own_redis:
+            embedded_redis.stop(self.config.var_dir)

