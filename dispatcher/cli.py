@@ -11,10 +11,12 @@ import typer
 from rich.console import Console
 
 from dispatcher.settings import get_settings
+from dispatcher.smsc.command import smsc_sim
 
 app = typer.Typer(help="Public-information SMS dispatcher.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.command("smsc-sim")(smsc_sim)
 
 
 def _logging(level: str = "INFO") -> None:

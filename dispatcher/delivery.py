@@ -73,7 +73,7 @@ class ReceiptMatcher:
         for start in range(0, len(pending), _CHUNK):
             applied += self._apply_chunk(dict(pending[start : start + _CHUNK]))
         for smsc_id, (_, seen) in list(self.waiting.items()):
-            if now - seen > self.patience:
+            if now - seen >= self.patience:
                 del self.waiting[smsc_id]
                 self.abandoned += 1
         self.applied += applied

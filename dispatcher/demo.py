@@ -89,12 +89,12 @@ def watch(
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed:>8.0f}/{task.total:.0f}"),
+        TextColumn("{task.completed:>9,.0f}/{task.fields[recipients]}"),
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("sending", total=None, detail="expanding…")
+        task = progress.add_task("sending", total=None, recipients="?", detail="expanding…")
         started = time.monotonic()
         while True:
             stack.check_alive()
@@ -108,6 +108,7 @@ def watch(
             progress.update(
                 task,
                 total=body["recipients"] or None,
+                recipients=f"{body['recipients']:,}",
                 completed=done,
                 detail=f"submitted {submitted}  delivered {counts.get('delivered', 0)}  "
                 f"failed {failed}  {done / elapsed:,.0f} msg/s",

@@ -1,0 +1,98 @@
+"""Reading delivery receipts, and matching them to messages in the database."""
+
+import pytest
+from sqlalchemy import Engine, insert, select
+
+from campaigns import areas
+from campaigns.models import Campaign, Message, MessageStatus, Role
+from campaigns.people import create_authority, create_user
+from dispatcher.db import session_scope
+from dispatcher.delivery import ReceiptMatcher, store_submit_results
+from dispatcher.smpp.bind import SubmitResult
+from dispatcher.smpp.receipts import Receipt, candidate_ids, is_receipt, parse
+
+TEXT = b"id:7 sub:001 dlvrd:001 submit date:2002021200 done date:2002021201 stat:DELIVRD err:000"
+
+
+@pytest.mark.parametrize(
+    ("tlv_id", "state", "text", "expected"),
+    [
+        (b"ABC123", 2, TEXT, Receipt("ABC123", MessageStatus.DELIVERED, 0)),
+        (None, None, TEXT, Receipt("7", MessageStatus.DELIVERED, 0)),
+        (None, None, TEXT.replace(b"DELIVRD", b"UNDELIV").replace(b"000", b"001"),
+         Receipt("7", MessageStatus.UNDELIVERABLE, 1)),
+        ("9", 3, b"", Receipt("9", MessageStatus.EXPIRED, None)),
+        (None, 8, TEXT, Receipt("7", MessageStatus.REJECTED, 0)),
+        (None, None, b"id:5 stat:REJECTD err:00B", Receipt("5", MessageStatus.REJECTED, 11)),
+    ],
+)
+def test_receipt_read_from_tlvs_first_then_text(
+    tlv_id: bytes | str | None, state: int | None, text: bytes, expected: Receipt
+) -> None:
+    assert parse(receipted_message_id=tlv_id, message_state=state, text=text) == expected
+
+
+def test_unreadable_receipt_is_none() -> None:
+    assert parse(receipted_message_id=None, message_state=None, text=b"hello") is None
+
+
+def test_receipt_esm_class() -> None:
+    assert is_receipt(0x04) and not is_receipt(0x00) and not is_receipt(0x40)
+
+
+def test_candidate_ids_cover_hex_and_decimal() -> None:
+    assert set(candidate_ids("255")) >= {"255", "ff", "FF"}
+    assert "255" in candidate_ids("ff")
+
+
+@pytest.fixture
+def messages(engine: Engine) -> list[int]:
+    with session_scope(engine) as session:
+        areas.seed_gia_lai(session)
+        authority = create_authority(session=session, code="A", name="A")
+        user, _ = create_user(session=session, name="u", role=Role.SUBMITTER, authority=authority)
+        campaign = Campaign(
+            title="t", text="x", sender="S", target_areas=["622"],
+            authority_id=authority.id, created_by_id=user.id,
+        )
+        session.add(campaign)
+        session.flush()
+        table = Message.__table__  # type: ignore[attr-defined]
+        session.connection().execute(
+            insert(table),
+            [{"campaign_id": campaign.id, "batch_no": 0, "msisdn": f"+8491234{i:04d}",
+              "area_code": "622", "status": "queued"} for i in range(3)],
+        )
+    with engine.connect() as connection:
+        return [row[0] for row in connection.execute(select(Message.id).order_by(Message.id))]  # type: ignore[arg-type]
+
+
+def _statuses(engine: Engine) -> list[str]:
+    with engine.connect() as connection:
+        return [row[0] for row in connection.execute(select(Message.status).order_by(Message.id))]  # type: ignore[arg-type]
+
+
+def test_receipt_before_its_submit_answer_is_stored_waits_and_then_applies(
+    engine: Engine, messages: list[int]
+) -> None:
+    matcher = ReceiptMatcher(engine)
+    early = Receipt("ff", MessageStatus.DELIVERED, 0)  # the SMSC writes this id in hex
+    assert matcher.apply([early]) == 0
+    assert list(matcher.waiting) == ["ff"]
+    store_submit_results(
+        engine,
+        [SubmitResult(messages[0], "255", 0), SubmitResult(messages[1], "256", 0),
+         SubmitResult(messages[2], None, 0x0B)],
+    )
+    assert matcher.apply([Receipt("256", MessageStatus.UNDELIVERABLE, 1)]) == 2
+    assert matcher.waiting == {}
+    assert _statuses(engine) == ["delivered", "undeliverable", "failed"]
+
+
+def test_a_receipt_does_not_change_a_final_status(engine: Engine, messages: list[int]) -> None:
+    store_submit_results(engine, [SubmitResult(messages[0], "1", 0)])
+    matcher = ReceiptMatcher(engine, patience=0)
+    matcher.apply([Receipt("1", MessageStatus.DELIVERED, 0)])
+    matcher.apply([Receipt("1", MessageStatus.UNDELIVERABLE, 0)])
+    assert _statuses(engine)[0] == "delivered"
+    assert matcher.abandoned == 1
