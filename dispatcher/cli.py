@@ -118,6 +118,22 @@ def demo(
     console.print("[green]Every message reached a final state.")
 
 
+@app.command()
+def bench(
+    subscribers: Annotated[int, typer.Option(min=1, help="Recipients of the campaign")] = 200_000,
+    window: Annotated[int, typer.Option(min=1, help="Outstanding submit_sm per bind")] = 100,
+    var_dir: Annotated[Path, typer.Option(help="Working directory, emptied first")] = Path(
+        "var/bench"
+    ),
+) -> None:
+    """Benchmark one campaign end to end against the simulator, with no rate limit."""
+    from dispatcher import bench as benchmark
+
+    console = Console()
+    _fresh(var_dir)
+    benchmark.report(benchmark.run(subscribers, var_dir, window, console), console)
+
+
 def _fresh(var_dir: Path) -> None:
     """Empty the demo's directory, stopping an embedded Redis left running there."""
     from dispatcher import embedded_redis

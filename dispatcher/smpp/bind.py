@@ -282,7 +282,8 @@ class BindSession(threading.Thread):
             self._on_receipt(receipt)
 
     def _reply(self, pdu: Any, command: str) -> None:
-        resp = smpplib.smpp.make_pdu(command, client=self._client, sequence=pdu.sequence)
+        resp = smpplib.smpp.make_pdu(command, client=self._client)
+        resp.sequence = pdu.sequence  # make_pdu ignores a sequence given as an argument
         self._client.send_pdu(resp)
 
     def _keep_alive(self) -> None:

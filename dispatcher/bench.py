@@ -1,0 +1,104 @@
+"""End-to-end benchmark: one large campaign against the simulator, with no rate limit."""
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from sqlalchemy import func, select
+
+from campaigns.models import Campaign, Message
+from dispatcher import demo as flow
+from dispatcher.db import make_engine
+from dispatcher.smsc.ceiling import CeilingResult, measure_ceiling
+from dispatcher.stack import Stack, StackConfig
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What one benchmark run measured."""
+
+    messages: int
+    submits_per_second: float
+    receipts_per_second: float
+    end_to_end_per_second: float
+    wall_seconds: float
+    worker_peak_mb: float
+    api_peak_mb: float
+    ceiling: CeilingResult
+
+
+def _rate(count: int, first: datetime | None, last: datetime | None) -> float:
+    if first is None or last is None or last <= first:
+        return 0.0
+    return count / (last - first).total_seconds()
+
+
+def measure(stack: Stack, campaign_id: int, wall: float) -> tuple[float, float, float]:
+    """Submits/s, receipts/s and end-to-end msg/s of a finished campaign, from its rows."""
+    engine = make_engine(stack.settings.effective_database_url)
+    with engine.connect() as connection:
+        count, first_submit, last_submit, last_done = connection.execute(
+            select(
+                func.count(),
+                func.min(Message.submitted_at),
+                func.max(Message.submitted_at),
+                func.max(Message.done_at),
+            ).where(Message.campaign_id == campaign_id)
+        ).one()
+        approved_at = connection.execute(
+            select(Campaign.approved_at).where(Campaign.id == campaign_id)
+        ).scalar_one()
+        first_done = connection.execute(
+            select(func.min(Message.done_at)).where(Message.campaign_id == campaign_id)
+        ).scalar_one()
+    engine.dispose()
+    return (
+        _rate(count, first_submit, last_submit),
+        _rate(count, first_done, last_done),
+        count / wall if wall else _rate(count, approved_at, last_done),
+    )
+
+
+def run(subscribers: int, var_dir: Path, window: int, console: Console) -> Figures:
+    """Run the benchmark campaign, then the simulator's ceiling, in one stack."""
+    config = StackConfig(var_dir=var_dir, rate=0, window=window)
+    with Stack(config) as stack:
+        seeded = flow.seed(stack.settings.effective_database_url, subscribers)
+        with httpx.Client(base_url=stack.api_url, timeout=60) as client:
+            started = time.monotonic()
+            campaign_id = flow.run_campaign(client, seeded)
+            flow.watch(stack, client, seeded.approver_token, campaign_id, 3600, console)
+            wall = time.monotonic() - started
+        submits, receipts, end_to_end = measure(stack, campaign_id, wall)
+        worker_mb, api_mb = stack.peak_memory_mb("worker"), stack.peak_memory_mb("api")
+        stack.stop("worker")
+        ceiling = asyncio.run(
+            measure_ceiling(
+                stack.smsc_host, stack.smsc_port, messages=min(subscribers, 100_000),
+                window=window, system_id=config.system_id, password=config.password,
+            )
+        )
+    return Figures(subscribers, submits, receipts, end_to_end, wall, worker_mb, api_mb, ceiling)
+
+
+def report(figures: Figures, console: Console) -> None:
+    """Print the figures; the last line is `end-to-end: <N> msg/s` for scripts."""
+    ceiling = figures.ceiling
+    ratio = figures.end_to_end_per_second / ceiling.receipts_per_second
+    console.print(f"messages:            {figures.messages:,}")
+    console.print(f"wall time:           {figures.wall_seconds:,.1f} s (approve → all final)")
+    console.print(f"submits/s:           {figures.submits_per_second:,.0f}")
+    console.print(f"receipts/s:          {figures.receipts_per_second:,.0f}")
+    console.print(f"worker peak memory:  {figures.worker_peak_mb:,.0f} MB")
+    console.print(f"api peak memory:     {figures.api_peak_mb:,.0f} MB")
+    console.print(
+        f"simulator ceiling:   {ceiling.submits_per_second:,.0f} submits/s, "
+        f"{ceiling.receipts_per_second:,.0f} msg/s with receipts "
+        f"({ceiling.messages:,} messages, minimal client)"
+    )
+    console.print(f"dispatcher/ceiling:  {ratio:.2f}")
+    print(f"end-to-end: {figures.end_to_end_per_second:.0f} msg/s", flush=True)
