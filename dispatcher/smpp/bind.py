@@ -28,6 +28,8 @@ ESME_ROK = 0x00
 ESME_RMSGQFUL = 0x14
 ESME_RTHROTTLED = 0x58
 SLOWDOWN_STATUSES = (ESME_RMSGQFUL, ESME_RTHROTTLED)
+DRAIN_SECONDS = 5.0
+UNBIND_WAIT_SECONDS = 2.0
 CONNECTION_ERRORS = (OSError, smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError)
 
 
@@ -164,7 +166,13 @@ class BindSession(threading.Thread):
         log.info("bind %s up (%s:%d as %s)", s.name, s.host, s.port, s.system_id)
 
     def _pump(self) -> None:
-        while not (self._stopping.is_set() and not self._inflight):
+        drain_until = None
+        while True:
+            if self._stopping.is_set():
+                # Wait a little for answers to what was sent; an SMSC may never give them.
+                drain_until = drain_until or time.monotonic() + DRAIN_SECONDS
+                if not self._inflight or time.monotonic() > drain_until:
+                    return
             sent = 0 if self._stopping.is_set() else self._send_some()
             wait = 0.0 if sent else self._idle_wait()
             readable, _, _ = select.select([self._client._socket], [], [], wait)
@@ -294,7 +302,7 @@ class BindSession(threading.Thread):
     def _unbind(self) -> None:
         """Ask for unbind, waiting briefly: some SMSCs never answer it."""
         self._client.send_pdu(smpplib.smpp.make_pdu("unbind", client=self._client))
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + UNBIND_WAIT_SECONDS
         while (remaining := deadline - time.monotonic()) > 0:
             readable, _, _ = select.select([self._client._socket], [], [], remaining)
             if not readable:
