@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from campaigns.models import Campaign, Message
 from dispatcher import demo as flow
@@ -44,16 +45,16 @@ def measure(stack: Stack, campaign_id: int, wall: float) -> tuple[float, float, 
         count, first_submit, last_submit, last_done = connection.execute(
             select(
                 func.count(),
-                func.min(Message.submitted_at),
-                func.max(Message.submitted_at),
-                func.max(Message.done_at),
-            ).where(Message.campaign_id == campaign_id)
+                func.min(col(Message.submitted_at)),
+                func.max(col(Message.submitted_at)),
+                func.max(col(Message.done_at)),
+            ).where(col(Message.campaign_id) == campaign_id)
         ).one()
         approved_at = connection.execute(
-            select(Campaign.approved_at).where(Campaign.id == campaign_id)
+            select(col(Campaign.approved_at)).where(col(Campaign.id) == campaign_id)
         ).scalar_one()
         first_done = connection.execute(
-            select(func.min(Message.done_at)).where(Message.campaign_id == campaign_id)
+            select(func.min(col(Message.done_at))).where(col(Message.campaign_id) == campaign_id)
         ).scalar_one()
     engine.dispose()
     return (
@@ -78,8 +79,12 @@ def run(subscribers: int, var_dir: Path, window: int, console: Console) -> Figur
         stack.stop("worker")
         ceiling = asyncio.run(
             measure_ceiling(
-                stack.smsc_host, stack.smsc_port, messages=min(subscribers, 100_000),
-                window=window, system_id=config.system_id, password=config.password,
+                stack.smsc_host,
+                stack.smsc_port,
+                messages=min(subscribers, 100_000),
+                window=window,
+                system_id=config.system_id,
+                password=config.password,
             )
         )
     return Figures(subscribers, submits, receipts, end_to_end, wall, worker_mb, api_mb, ceiling)

@@ -118,6 +118,18 @@ def demo(
     console.print("[green]Every message reached a final state.")
 
 
+@app.command("seed-demo")
+def seed_demo(
+    subscribers: Annotated[int, typer.Option(min=1, help="Synthetic subscribers")] = 20_000,
+) -> None:
+    """Seed the configured database with the demo's authority, two users and subscribers."""
+    from dispatcher import demo as flow
+
+    seeded = flow.seed(get_settings().effective_database_url, subscribers)
+    typer.echo(f"submitter token: {seeded.submitter_token}")
+    typer.echo(f"approver token:  {seeded.approver_token}")
+
+
 @app.command()
 def bench(
     subscribers: Annotated[int, typer.Option(min=1, help="Recipients of the campaign")] = 200_000,

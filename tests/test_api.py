@@ -72,7 +72,9 @@ def test_health_needs_no_token(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-token"}])
-def test_without_a_valid_token_the_answer_is_401(client: TestClient, headers: dict[str, str]) -> None:
+def test_without_a_valid_token_the_answer_is_401(
+    client: TestClient, headers: dict[str, str]
+) -> None:
     answer = client.post("/v1/campaigns", headers=headers, json=CAMPAIGN)
     assert answer.status_code == 401
     assert answer.json()["error"]["code"] == "unauthorized"
@@ -104,9 +106,7 @@ def test_self_approval_is_refused(client: TestClient, engine: Engine, people: Pe
         from campaigns.models import Authority
 
         authority = session.exec(select(Authority).where(Authority.code == "STTTT-GL")).one()
-        _, token = create_user(
-            session=session, name="Em", role=Role.SUBMITTER, authority=authority
-        )
+        _, token = create_user(session=session, name="Em", role=Role.SUBMITTER, authority=authority)
     # The approver role is what approves; a submitter approving their own campaign is refused.
     campaign_id = _create(client, _bearer(token))
     client.post(f"/v1/campaigns/{campaign_id}/submit", headers=_bearer(token))
@@ -129,7 +129,10 @@ def test_approver_of_another_authority_cannot_see_the_campaign(
     client.post(f"/v1/campaigns/{campaign_id}/submit", headers=people.submitter)
     answer = client.post(f"/v1/campaigns/{campaign_id}/approve", headers=people.other_approver)
     assert answer.status_code == 404
-    assert client.get(f"/v1/campaigns/{campaign_id}", headers=people.other_submitter).status_code == 404
+    assert (
+        client.get(f"/v1/campaigns/{campaign_id}", headers=people.other_submitter).status_code
+        == 404
+    )
 
 
 @pytest.mark.parametrize(

@@ -120,8 +120,9 @@ async def test_bind_reconnects_after_the_smsc_restarts() -> None:
     assert second.stats.submits == 10
 
 
-@pytest.mark.parametrize("simulator", [{"system_id": "dispatcher", "password": "right"}],
-                         indirect=True)
+@pytest.mark.parametrize(
+    "simulator", [{"system_id": "dispatcher", "password": "right"}], indirect=True
+)
 async def test_wrong_password_never_binds(simulator: ThreadedSimulator) -> None:
     settings = BindSettings(port=simulator.port, password="wrong")  # type: ignore[arg-type]
     bind = BindSession(settings, lambda receipt: None)

@@ -19,8 +19,12 @@ TEXT = b"id:7 sub:001 dlvrd:001 submit date:2002021200 done date:2002021201 stat
     [
         (b"ABC123", 2, TEXT, Receipt("ABC123", MessageStatus.DELIVERED, 0)),
         (None, None, TEXT, Receipt("7", MessageStatus.DELIVERED, 0)),
-        (None, None, TEXT.replace(b"DELIVRD", b"UNDELIV").replace(b"000", b"001"),
-         Receipt("7", MessageStatus.UNDELIVERABLE, 1)),
+        (
+            None,
+            None,
+            TEXT.replace(b"DELIVRD", b"UNDELIV").replace(b"000", b"001"),
+            Receipt("7", MessageStatus.UNDELIVERABLE, 1),
+        ),
         ("9", 3, b"", Receipt("9", MessageStatus.EXPIRED, None)),
         (None, 8, TEXT, Receipt("7", MessageStatus.REJECTED, 0)),
         (None, None, b"id:5 stat:REJECTD err:00B", Receipt("5", MessageStatus.REJECTED, 11)),
@@ -52,16 +56,28 @@ def messages(engine: Engine) -> list[int]:
         authority = create_authority(session=session, code="A", name="A")
         user, _ = create_user(session=session, name="u", role=Role.SUBMITTER, authority=authority)
         campaign = Campaign(
-            title="t", text="x", sender="S", target_areas=["622"],
-            authority_id=authority.id, created_by_id=user.id,
+            title="t",
+            text="x",
+            sender="S",
+            target_areas=["622"],
+            authority_id=authority.id,
+            created_by_id=user.id,
         )
         session.add(campaign)
         session.flush()
         table = Message.__table__  # type: ignore[attr-defined]
         session.connection().execute(
             insert(table),
-            [{"campaign_id": campaign.id, "batch_no": 0, "msisdn": f"+8491234{i:04d}",
-              "area_code": "622", "status": "queued"} for i in range(3)],
+            [
+                {
+                    "campaign_id": campaign.id,
+                    "batch_no": 0,
+                    "msisdn": f"+8491234{i:04d}",
+                    "area_code": "622",
+                    "status": "queued",
+                }
+                for i in range(3)
+            ],
         )
     with engine.connect() as connection:
         return [row[0] for row in connection.execute(select(Message.id).order_by(Message.id))]  # type: ignore[arg-type]
@@ -81,8 +97,11 @@ def test_receipt_before_its_submit_answer_is_stored_waits_and_then_applies(
     assert list(matcher.waiting) == ["ff"]
     store_submit_results(
         engine,
-        [SubmitResult(messages[0], "255", 0), SubmitResult(messages[1], "256", 0),
-         SubmitResult(messages[2], None, 0x0B)],
+        [
+            SubmitResult(messages[0], "255", 0),
+            SubmitResult(messages[1], "256", 0),
+            SubmitResult(messages[2], None, 0x0B),
+        ],
     )
     assert matcher.apply([Receipt("256", MessageStatus.UNDELIVERABLE, 1)]) == 2
     assert matcher.waiting == {}
