@@ -1,9 +1,10 @@
 """Tables of the campaign domain: authorities, people, areas, subscribers, campaigns, messages."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
+from pydantic import field_validator
 from sqlmodel import JSON, Column, Field, SQLModel
 
 # Stable constraint names on every database, so migrations can name what they change.
@@ -17,6 +18,23 @@ SQLModel.metadata.naming_convention = {
 
 # 64-bit ids on PostgreSQL; SQLite only auto-increments a plain INTEGER primary key.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: use timezone-aware UTC")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 def utcnow() -> datetime:
@@ -45,6 +63,16 @@ class CampaignStatus(StrEnum):
     EXPIRED = "expired"
 
 
+class Priority(StrEnum):
+    NORMAL = "normal"
+    URGENT = "urgent"
+
+
+class Mode(StrEnum):
+    LIVE = "live"
+    EXERCISE = "exercise"
+
+
 class MessageStatus(StrEnum):
     QUEUED = "queued"
     SUBMITTED = "submitted"
@@ -64,7 +92,12 @@ class Authority(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(max_length=32, unique=True)
     name: str = Field(max_length=200)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    areas: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    approvals_normal: int = 1
+    approvals_urgent: int = 1
+    test_numbers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    public_key: str | None = Field(default=None, max_length=100)  # Ed25519, base64
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
 
 
 class User(SQLModel, table=True):
@@ -72,17 +105,45 @@ class User(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     authority_id: int | None = Field(default=None, foreign_key="authority.id", index=True)
+    username: str = Field(max_length=64, unique=True)
     name: str = Field(max_length=200)
     role: Role = Field(sa_type=sa.String(16))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="app_user.id", index=True)
     token_hash: str = Field(max_length=64, unique=True)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class Area(SQLModel, table=True):
-    code: str = Field(primary_key=True, max_length=16)
+    """An administrative unit as it was between two dates (GSO codes)."""
+
+    __table_args__ = (sa.UniqueConstraint("code", "valid_from"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=16, index=True)
     name: str = Field(max_length=200)
     level: str = Field(max_length=32)
     parent_code: str | None = Field(default=None, max_length=16)
+    valid_from: date
+    valid_to: date | None = None
+
+
+class AreaSuccession(SQLModel, table=True):
+    """A unit that merged into (or became part of) another on a date."""
+
+    __tablename__ = "area_succession"
+
+    id: int | None = Field(default=None, primary_key=True)
+    from_code: str = Field(max_length=16, index=True)
+    to_code: str = Field(max_length=16, index=True)
+    effective: date
 
 
 class Subscriber(SQLModel, table=True):
@@ -92,27 +153,98 @@ class Subscriber(SQLModel, table=True):
     status: str = Field(default="active", max_length=16)
 
 
+class OptOut(SQLModel, table=True):
+    __tablename__ = "opt_out"
+
+    msisdn: str = Field(primary_key=True, max_length=16)
+    source: str = Field(default="", max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+
+
+class RecipientList(SQLModel, table=True):
+    __tablename__ = "recipient_list"
+
+    id: int | None = Field(default=None, primary_key=True)
+    authority_id: int = Field(foreign_key="authority.id", index=True)
+    name: str = Field(max_length=200)
+    created_by_id: int = Field(foreign_key="app_user.id")
+    accepted: int = 0
+    rejected: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+
+
+class RecipientListEntry(SQLModel, table=True):
+    __tablename__ = "recipient_list_entry"
+
+    list_id: int = Field(foreign_key="recipient_list.id", primary_key=True)
+    msisdn: str = Field(max_length=16, primary_key=True)
+
+
+class RecipientListRejection(SQLModel, table=True):
+    __tablename__ = "recipient_list_rejection"
+
+    id: int | None = Field(default=None, primary_key=True)
+    list_id: int = Field(foreign_key="recipient_list.id", index=True)
+    line: int
+    raw: str = Field(max_length=200)
+    reason: str = Field(max_length=32)
+
+
 class CampaignBase(SQLModel):
     title: str = Field(min_length=1, max_length=200)
     text: str = Field(min_length=1, max_length=1600)
     sender: str = Field(min_length=1, max_length=11)
     target_areas: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    recipient_list_id: int | None = Field(default=None, foreign_key="recipient_list.id")
+    document_number: str = Field(default="", max_length=64)
+    document_date: date | None = None
+    document_issuer: str = Field(default="", max_length=200)
+    priority: Priority = Field(default=Priority.NORMAL, sa_type=sa.String(16))
+    mode: Mode = Field(default=Mode.LIVE, sa_type=sa.String(16))
+    send_start: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    send_expiry: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    unaccented: bool = False
+
+    @field_validator("send_start", "send_expiry")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must carry a timezone, e.g. 2020-02-02T08:00:00+07:00")
+        return value
 
 
 class Campaign(CampaignBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     authority_id: int = Field(foreign_key="authority.id", index=True)
     status: CampaignStatus = Field(default=CampaignStatus.DRAFT, sa_type=sa.String(16))
+    content_hash: str = Field(default="", max_length=64)
     created_by_id: int = Field(foreign_key="app_user.id")
-    approved_by_id: int | None = Field(default=None, foreign_key="app_user.id")
+    reject_reason: str | None = Field(default=None, max_length=1000)
+    generation: int = 0  # bumped on resume, so send jobs can be queued again
     batches: int = 0
     recipients: int = 0
-    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
-    approved_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
-    completed_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    submitted_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    approved_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    completed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class Approval(SQLModel, table=True):
+    """One approver's approval of one exact content of a campaign."""
+
+    __table_args__ = (sa.UniqueConstraint("campaign_id", "approver_id", "content_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    approver_id: int = Field(foreign_key="app_user.id")
+    content_hash: str = Field(max_length=64)
+    signature: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
 
 
 class Message(SQLModel, table=True):
+    """One recipient of one campaign."""
+
     __table_args__ = (
         sa.Index("ix_message_campaign_batch", "campaign_id", "batch_no"),
         sa.Index("ix_message_campaign_status", "campaign_id", "status"),
@@ -122,9 +254,39 @@ class Message(SQLModel, table=True):
     campaign_id: int = Field(foreign_key="campaign.id")
     batch_no: int
     msisdn: str = Field(max_length=16)
-    area_code: str = Field(max_length=16)
+    area_code: str | None = Field(default=None, max_length=16)
+    parts: int = 1
     status: MessageStatus = Field(default=MessageStatus.QUEUED, sa_type=sa.String(16))
-    smsc_message_id: str | None = Field(default=None, max_length=64, index=True)
     error_code: int | None = None
-    submitted_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
-    done_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    submitted_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    done_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class MessagePart(SQLModel, table=True):
+    """One submit_sm of a message: its SMSC message id and what the network said of it."""
+
+    __tablename__ = "message_part"
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
+    message_id: int = Field(sa_column=Column(BigId, sa.ForeignKey("message.id"), index=True))
+    part_no: int
+    smsc_message_id: str = Field(max_length=64, index=True)
+    status: MessageStatus = Field(default=MessageStatus.SUBMITTED, sa_type=sa.String(16))
+    error_code: int | None = None
+    done_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class AuditEntry(SQLModel, table=True):
+    """One link of the append-only, hash-chained audit log."""
+
+    __tablename__ = "audit_entry"
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
+    at: datetime = Field(sa_type=UtcDateTime)
+    actor: str = Field(max_length=100)
+    action: str = Field(max_length=64, index=True)
+    subject: str = Field(max_length=100)
+    campaign_id: int | None = Field(default=None, index=True)
+    details: str = Field(default="{}", sa_type=sa.Text())
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64, unique=True)

@@ -1,26 +1,46 @@
-"""The campaign lifecycle: create, submit, approve, start sending, complete."""
+"""The campaign lifecycle as people drive it: create, edit, submit, approve, reject, cancel, pause.
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+Who may do what:
+- people of an authority (submitter, approver) see their own authority's campaigns only; to
+  them another authority's campaign does not exist (NotFound). Operators, auditors and admins
+  see every campaign.
+- a submitter creates, edits and submits; an approver of the same authority, who is not the
+  submitter, approves or rejects; the authority's submitters and approvers, and operators,
+  cancel; operators pause and resume. Auditors and admins only read.
+A transition not allowed from the current state raises InvalidState and changes nothing.
+"""
 
-from campaigns import areas, content
+from datetime import datetime
+
+from sqlmodel import Session, col, func, select, update
+
+from campaigns import approval, areas, audit, content
 from campaigns.errors import InvalidInput, InvalidState, NotFound, PermissionDenied
 from campaigns.models import (
-    Area,
+    Approval,
+    Authority,
     Campaign,
     CampaignBase,
     CampaignStatus,
     Message,
     MessageStatus,
+    Mode,
+    Priority,
+    RecipientList,
     Role,
     User,
     utcnow,
 )
-from campaigns.targeting import insert_messages
+from campaigns.policy import SENDER, Policy
+
+S = CampaignStatus
+EDITABLE = (S.DRAFT, S.SUBMITTED, S.APPROVED, S.SCHEDULED)
+CANCELLABLE = (S.DRAFT, S.SUBMITTED, S.APPROVED, S.SCHEDULED, S.SENDING, S.PAUSED)
+AUTHORITY_ROLES = (Role.SUBMITTER, Role.APPROVER)
 
 
 def get_visible(*, session: Session, campaign_id: int, actor: User) -> Campaign:
-    """The campaign, if `actor` may see it (own authority, or the operator's people)."""
+    """The campaign, if `actor` may see it."""
     campaign = session.get(Campaign, campaign_id)
     if campaign is None or (
         actor.authority_id is not None and campaign.authority_id != actor.authority_id
@@ -29,111 +49,285 @@ def get_visible(*, session: Session, campaign_id: int, actor: User) -> Campaign:
     return campaign
 
 
-def create(*, session: Session, data: CampaignBase, actor: User) -> Campaign:
+def list_visible(
+    *, session: Session, actor: User, status: CampaignStatus | None, limit: int, offset: int
+) -> list[Campaign]:
+    """Campaigns `actor` may see, newest first."""
+    query = select(Campaign).order_by(col(Campaign.id).desc()).limit(limit).offset(offset)
+    if actor.authority_id is not None:
+        query = query.where(Campaign.authority_id == actor.authority_id)
+    if status is not None:
+        query = query.where(Campaign.status == status)
+    return list(session.exec(query).all())
+
+
+def sent_text(campaign: CampaignBase, policy: Policy) -> str:
+    """The text as it goes out: unaccented if chosen, with the exercise marker if an exercise."""
+    text = content.unaccented(campaign.text) if campaign.unaccented else campaign.text
+    return policy.exercise_marker + text if campaign.mode == Mode.EXERCISE else text
+
+
+def check_content(*, session: Session, data: CampaignBase, actor: User, policy: Policy) -> None:
+    """Refuse content that cannot be sent, or a target the authority may not reach."""
+    try:
+        content.split(sent_text(data, policy), reference=0, max_parts=policy.max_parts)
+    except content.ContentError as error:
+        raise InvalidInput(f"text: {error}") from error
+    if not SENDER.match(data.sender):
+        raise InvalidInput("sender: a brandname of at most 11 letters/digits, or a short code")
+    if not data.target_areas and data.recipient_list_id is None:
+        raise InvalidInput("target_areas: name at least one area, or a recipient_list_id")
+    if unknown := areas.unknown_codes(session, data.target_areas):
+        raise InvalidInput(f"target_areas: unknown area codes {', '.join(unknown)}")
+    authority = session.get(Authority, actor.authority_id)
+    assert authority is not None
+    if outside := areas.within(session, data.target_areas, authority.areas):
+        raise PermissionDenied(f"{authority.code} may not target {', '.join(outside)}")
+    if data.recipient_list_id is not None:
+        recipients = session.get(RecipientList, data.recipient_list_id)
+        if recipients is None or recipients.authority_id != authority.id:
+            raise InvalidInput(f"recipient_list_id: no list {data.recipient_list_id}")
+    start = data.send_start or utcnow()
+    if data.send_expiry is not None and data.send_expiry <= start:
+        raise InvalidInput("send_expiry: must be after send_start (and in the future)")
+
+
+def _normalised(data: CampaignBase, policy: Policy) -> CampaignBase:
+    nfc = content.normalise
+    expiry = data.send_expiry or (data.send_start or utcnow()) + policy.default_validity
+    return data.model_copy(
+        update={
+            "text": nfc(data.text),
+            "title": nfc(data.title),
+            "document_issuer": nfc(data.document_issuer),
+            "target_areas": sorted(set(data.target_areas)),
+            "send_expiry": expiry,
+        }
+    )
+
+
+def create(*, session: Session, data: CampaignBase, actor: User, policy: Policy) -> Campaign:
     """Create a draft campaign for the actor's authority."""
-    if actor.role != Role.SUBMITTER or actor.authority_id is None:
-        raise PermissionDenied("only a submitter of an authority creates campaigns")
-    check_text(data.text)
-    if not data.target_areas:
-        raise InvalidInput("target_areas must name at least one area")
-    known = set(session.exec(select(Area.code).where(col(Area.code).in_(data.target_areas))))
-    if unknown := sorted(set(data.target_areas) - known):
-        raise InvalidInput(f"unknown area codes: {', '.join(unknown)}")
+    _require_role(actor, Role.SUBMITTER)
+    data = _normalised(data, policy)
+    check_content(session=session, data=data, actor=actor, policy=policy)
     campaign = Campaign.model_validate(
         data, update={"authority_id": actor.authority_id, "created_by_id": actor.id}
     )
+    campaign.content_hash = approval.content_hash(campaign)
     session.add(campaign)
     session.flush()
+    _audit(session, actor, "campaign.create", campaign, title=campaign.title)
     return campaign
 
 
-# Multi-part messages need one SMSC message id per part; until the sender tracks parts,
-# a campaign text must fit one SMS.
-MAX_PARTS = 1
-
-
-def check_text(text: str) -> content.ContentInfo:
-    """Refuse a text that cannot be sent; describe the one that can."""
-    try:
-        info = content.analyse(text)
-    except content.ContentError as error:
-        raise InvalidInput(f"text: {error}") from error
-    if info.segments > MAX_PARTS:
-        raise InvalidInput(
-            f"text: needs {info.segments} SMS ({info.encoding}, {info.units} units); "
-            f"at most {MAX_PARTS} per message is supported"
-        )
-    return info
+def edit(
+    *, session: Session, campaign: Campaign, data: CampaignBase, actor: User, policy: Policy
+) -> Campaign:
+    """Change a campaign before it sends; an edit after submission voids every approval."""
+    _require_role(actor, Role.SUBMITTER)
+    _require(campaign, *EDITABLE)
+    data = _normalised(data, policy)
+    check_content(session=session, data=data, actor=actor, policy=policy)
+    for field, value in data.model_dump().items():
+        setattr(campaign, field, value)
+    old_hash, campaign.content_hash = campaign.content_hash, approval.content_hash(campaign)
+    if campaign.status != S.DRAFT:
+        campaign.status = S.SUBMITTED
+        campaign.generation += 1  # a scheduled send job of the old content must not run
+    session.add(campaign)
+    session.flush()
+    _audit(session, actor, "campaign.edit", campaign, old_hash=old_hash)
+    return campaign
 
 
 def submit(*, session: Session, campaign: Campaign, actor: User) -> Campaign:
     """Submit a draft for approval."""
-    if actor.role != Role.SUBMITTER:
-        raise PermissionDenied("only a submitter submits campaigns")
-    _require(campaign, CampaignStatus.DRAFT)
-    campaign.status = CampaignStatus.SUBMITTED
+    _require_role(actor, Role.SUBMITTER)
+    _require(campaign, S.DRAFT)
+    campaign.status = S.SUBMITTED
+    campaign.submitted_at = utcnow()
     session.add(campaign)
     session.flush()
+    _audit(session, actor, "campaign.submit", campaign)
     return campaign
 
 
-def approve(*, session: Session, campaign: Campaign, actor: User) -> Campaign:
-    """Approve a submitted campaign: a second person, an approver of the same authority."""
-    if actor.role != Role.APPROVER or actor.authority_id != campaign.authority_id:
-        raise PermissionDenied("only an approver of the campaign's authority approves it")
-    if actor.id == campaign.created_by_id:
-        raise PermissionDenied("the approver must be another person than the submitter")
-    _require(campaign, CampaignStatus.SUBMITTED)
-    campaign.status = CampaignStatus.APPROVED
-    campaign.approved_by_id = actor.id
-    campaign.approved_at = utcnow()
-    session.add(campaign)
-    session.flush()
-    return campaign
+def approvals_needed(*, session: Session, campaign: Campaign) -> int:
+    """How many distinct approvals the campaign's authority requires for it."""
+    authority = session.get(Authority, campaign.authority_id)
+    assert authority is not None
+    urgent = campaign.priority == Priority.URGENT
+    return authority.approvals_urgent if urgent else authority.approvals_normal
 
 
-def start_sending(*, session: Session, campaign: Campaign, batch_size: int) -> Campaign:
-    """Expand an approved campaign into one queued message per recipient, in batches."""
-    _require(campaign, CampaignStatus.APPROVED)
-    assert campaign.id is not None
-    reached = areas.resolve(session, campaign.target_areas)
-    campaign.recipients = insert_messages(
-        session=session, campaign_id=campaign.id, area_codes=reached, batch_size=batch_size
-    )
-    campaign.batches = -(-campaign.recipients // batch_size)
-    campaign.status = CampaignStatus.SENDING
-    session.add(campaign)
-    session.flush()
-    return campaign
+def current_approvals(*, session: Session, campaign: Campaign) -> int:
+    """Distinct approvers of the campaign's current content."""
+    count = session.exec(
+        select(func.count(func.distinct(Approval.approver_id))).where(
+            Approval.campaign_id == campaign.id, Approval.content_hash == campaign.content_hash
+        )
+    ).one()
+    return int(count)
 
 
-def complete_if_done(*, session: Session, campaign: Campaign) -> bool:
-    """Mark a sending campaign completed once none of its messages is pending."""
-    pending = session.exec(
-        select(Message.id)
-        .where(Message.campaign_id == campaign.id)
-        .where(col(Message.status).in_([MessageStatus.QUEUED, MessageStatus.SUBMITTED]))
-        .limit(1)
+def approve(
+    *,
+    session: Session,
+    campaign: Campaign,
+    actor: User,
+    content_hash: str,
+    signature: str | None,
+) -> Campaign:
+    """Approve the exact content named by `content_hash`; enough approvals make it approved."""
+    _require_authority_approver(campaign, actor)
+    _require(campaign, S.SUBMITTED)
+    if content_hash != campaign.content_hash:
+        raise InvalidState(
+            f"campaign {campaign.id} content changed: its hash is {campaign.content_hash}, "
+            f"not {content_hash}"
+        )
+    authority = session.get(Authority, campaign.authority_id)
+    assert authority is not None and campaign.id is not None
+    if authority.public_key and not approval.signature_is_valid(
+        public_key=authority.public_key,
+        campaign_id=campaign.id,
+        digest=content_hash,
+        signature=signature,
+    ):
+        raise PermissionDenied("the approval needs a valid signature by the authority's key")
+    already = session.exec(
+        select(Approval).where(
+            Approval.campaign_id == campaign.id,
+            Approval.approver_id == actor.id,
+            Approval.content_hash == content_hash,
+        )
     ).first()
-    if pending is not None:
-        return False
-    campaign.status = CampaignStatus.COMPLETED
+    if already is not None:
+        raise InvalidState(f"{actor.username} already approved this content")
+    assert actor.id is not None
+    session.add(
+        Approval(
+            campaign_id=campaign.id,
+            approver_id=actor.id,
+            content_hash=content_hash,
+            signature=signature,
+        )
+    )
+    session.flush()
+    have, need = (
+        current_approvals(session=session, campaign=campaign),
+        approvals_needed(session=session, campaign=campaign),
+    )
+    if have >= need:
+        start = campaign.send_start
+        campaign.status = S.SCHEDULED if start and start > utcnow() else S.APPROVED
+        campaign.approved_at = utcnow()
+        session.add(campaign)
+        session.flush()
+    _audit(
+        session,
+        actor,
+        "campaign.approve",
+        campaign,
+        content_hash=content_hash,
+        approvals=have,
+        required=need,
+        signed=bool(signature),
+    )
+    return campaign
+
+
+def reject(*, session: Session, campaign: Campaign, actor: User, reason: str) -> Campaign:
+    """Refuse a submitted campaign, with the reason."""
+    _require_authority_approver(campaign, actor)
+    _require(campaign, S.SUBMITTED)
+    campaign.status = S.REJECTED
+    campaign.reject_reason = reason
+    session.add(campaign)
+    session.flush()
+    _audit(session, actor, "campaign.reject", campaign, reason=reason)
+    return campaign
+
+
+def cancel(*, session: Session, campaign: Campaign, actor: User) -> Campaign:
+    """Stop a campaign for good; every message not yet submitted ends `cancelled`."""
+    if actor.role not in (*AUTHORITY_ROLES, Role.OPERATOR):
+        raise PermissionDenied("only the authority's people or an operator cancel a campaign")
+    _require(campaign, *CANCELLABLE)
+    campaign.status = S.CANCELLED
     campaign.completed_at = utcnow()
     session.add(campaign)
+    stopped = end_queued(session=session, campaign=campaign, status=MessageStatus.CANCELLED)
+    _audit(session, actor, "campaign.cancel", campaign, messages_cancelled=stopped)
+    return campaign
+
+
+def pause(*, session: Session, campaign: Campaign, actor: User) -> Campaign:
+    """Hold a sending campaign; its queued messages wait."""
+    _require_role(actor, Role.OPERATOR)
+    _require(campaign, S.SENDING)
+    campaign.status = S.PAUSED
+    session.add(campaign)
     session.flush()
-    return True
+    _audit(session, actor, "campaign.pause", campaign)
+    return campaign
 
 
-def count_by_status(*, session: Session, campaign_id: int) -> dict[str, int]:
-    """How many of the campaign's messages are in each status."""
-    rows = session.exec(
-        select(Message.status, func.count())
-        .where(Message.campaign_id == campaign_id)
-        .group_by(Message.status)
-    ).all()
-    return {str(status): count for status, count in rows}
+def resume(*, session: Session, campaign: Campaign, actor: User) -> Campaign:
+    """Send a paused campaign's queued messages again."""
+    _require_role(actor, Role.OPERATOR)
+    _require(campaign, S.PAUSED)
+    campaign.status = S.SENDING
+    campaign.generation += 1
+    session.add(campaign)
+    session.flush()
+    _audit(session, actor, "campaign.resume", campaign)
+    return campaign
+
+
+def end_queued(*, session: Session, campaign: Campaign, status: MessageStatus) -> int:
+    """Give every still-queued message of the campaign a final `status`; return how many."""
+    result = session.connection().execute(
+        update(Message)
+        .where(col(Message.campaign_id) == campaign.id, col(Message.status) == MessageStatus.QUEUED)
+        .values(status=status, done_at=utcnow())
+    )
+    session.flush()
+    return int(result.rowcount)
+
+
+def _audit(
+    session: Session, actor: User, action: str, campaign: Campaign, **details: object
+) -> None:
+    details = {"status": str(campaign.status), "mode": str(campaign.mode), **details}
+    audit.record(
+        session=session,
+        actor=actor,
+        action=action,
+        subject=f"campaign:{campaign.id}",
+        campaign_id=campaign.id,
+        details=details,
+    )
+
+
+def _require_role(actor: User, role: Role) -> None:
+    if actor.role != role:
+        raise PermissionDenied(f"this needs the {role} role")
+
+
+def _require_authority_approver(campaign: Campaign, actor: User) -> None:
+    if actor.role != Role.APPROVER or actor.authority_id != campaign.authority_id:
+        raise PermissionDenied("only an approver of the campaign's authority decides on it")
+    if actor.id == campaign.created_by_id:
+        raise PermissionDenied("the approver must be another person than the submitter")
 
 
 def _require(campaign: Campaign, *allowed: CampaignStatus) -> None:
     if campaign.status not in allowed:
         raise InvalidState(f"campaign {campaign.id} is {campaign.status}")
+
+
+def is_due(campaign: Campaign, now: datetime) -> bool:
+    """Whether an approved or scheduled campaign may start sending at `now`."""
+    return campaign.send_start is None or campaign.send_start <= now

@@ -1,34 +1,88 @@
-"""Expansion of a campaign's target into message rows, entirely inside the database."""
+"""Who a campaign reaches, worked out inside the database: no recipient list passes through Python.
 
-from sqlalchemy import bindparam, text
+Recipients are the active subscribers registered in the target areas (and in units that map
+into them), plus the numbers of the campaign's recipient list, each number once. Opted-out
+numbers are left out of `normal` campaigns and kept in `urgent` ones. An exercise reaches the
+authority's registered test numbers only, whatever its target says.
+"""
+
+from sqlalchemy import bindparam, insert, text
 from sqlmodel import Session
 
-from campaigns.models import MessageStatus
+from campaigns import areas
+from campaigns.models import Authority, Campaign, Message, MessageStatus, Mode, Priority
 
-# One statement: no recipient list ever passes through Python. ROW_NUMBER numbers the
-# recipients so that every `batch_size` of them share a batch number.
+_RECIPIENTS = """
+    WITH reached AS (
+        SELECT s.msisdn AS msisdn, s.area_code AS area_code
+        FROM subscriber s
+        WHERE s.area_code IN :area_codes AND s.status = 'active'
+        UNION ALL
+        SELECT e.msisdn, NULL FROM recipient_list_entry e WHERE e.list_id = :list_id
+    ),
+    distinct_numbers AS (
+        SELECT msisdn, MAX(area_code) AS area_code FROM reached GROUP BY msisdn
+    )
+    SELECT d.msisdn, d.area_code FROM distinct_numbers d
+    WHERE :urgent OR NOT EXISTS (SELECT 1 FROM opt_out o WHERE o.msisdn = d.msisdn)
+"""
+# ROW_NUMBER numbers the recipients so that every `batch_size` of them share a batch number.
 _EXPAND = text(
-    """
-    INSERT INTO message (campaign_id, batch_no, msisdn, area_code, status)
-    SELECT :campaign_id, (ROW_NUMBER() OVER (ORDER BY s.id) - 1) / :batch_size,
-           s.msisdn, s.area_code, :queued
-    FROM subscriber s
-    WHERE s.area_code IN :area_codes AND s.status = 'active'
+    f"""
+    INSERT INTO message (campaign_id, batch_no, msisdn, area_code, parts, status)
+    SELECT :campaign_id, (ROW_NUMBER() OVER (ORDER BY r.msisdn) - 1) / :batch_size,
+           r.msisdn, r.area_code, :parts, :queued
+    FROM ({_RECIPIENTS}) r
     """
 ).bindparams(bindparam("area_codes", expanding=True))
+_COUNT = text(f"SELECT COUNT(*) FROM ({_RECIPIENTS}) r").bindparams(
+    bindparam("area_codes", expanding=True)
+)
 
 
-def insert_messages(
-    *, session: Session, campaign_id: int, area_codes: list[str], batch_size: int
-) -> int:
-    """Insert one queued message per active subscriber in `area_codes`; return how many."""
-    result = session.connection().execute(
-        _EXPAND,
-        {
-            "campaign_id": campaign_id,
-            "batch_size": batch_size,
-            "queued": MessageStatus.QUEUED.value,
-            "area_codes": area_codes,
-        },
-    )
-    return int(result.rowcount)
+def _parameters(session: Session, campaign: Campaign) -> dict[str, object]:
+    return {
+        # An empty IN list is not valid SQL everywhere: a code no unit has stands in for it.
+        "area_codes": areas.resolve(session, campaign.target_areas) or ["-"],
+        "list_id": campaign.recipient_list_id or -1,
+        "urgent": campaign.priority == Priority.URGENT,
+    }
+
+
+def count_recipients(*, session: Session, campaign: Campaign) -> int:
+    """How many messages the campaign would send now."""
+    if campaign.mode == Mode.EXERCISE:
+        return len(_test_numbers(session, campaign))
+    return int(session.connection().execute(_COUNT, _parameters(session, campaign)).scalar_one())
+
+
+def insert_messages(*, session: Session, campaign: Campaign, batch_size: int, parts: int) -> int:
+    """Insert one queued message per recipient; return how many."""
+    if campaign.mode == Mode.EXERCISE:
+        numbers = _test_numbers(session, campaign)
+        rows = [
+            {
+                "campaign_id": campaign.id,
+                "batch_no": i // batch_size,
+                "msisdn": msisdn,
+                "parts": parts,
+                "status": MessageStatus.QUEUED,
+            }
+            for i, msisdn in enumerate(numbers)
+        ]
+        if rows:
+            session.connection().execute(insert(Message), rows)
+        return len(rows)
+    parameters = _parameters(session, campaign) | {
+        "campaign_id": campaign.id,
+        "batch_size": batch_size,
+        "parts": parts,
+        "queued": MessageStatus.QUEUED.value,
+    }
+    return int(session.connection().execute(_EXPAND, parameters).rowcount)
+
+
+def _test_numbers(session: Session, campaign: Campaign) -> list[str]:
+    authority = session.get(Authority, campaign.authority_id)
+    assert authority is not None
+    return sorted(set(authority.test_numbers))

@@ -10,12 +10,14 @@ import httpx
 import typer
 from rich.console import Console
 
+from dispatcher.commands import audit as audit_commands
 from dispatcher.settings import get_settings
 from dispatcher.smsc.command import smsc_sim
 
 app = typer.Typer(help="Public-information SMS dispatcher.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(audit_commands.app, name="audit")
 app.command("smsc-sim")(smsc_sim)
 
 

@@ -1,31 +1,50 @@
-"""Message status in the database: submit results and delivery receipts, written in bulk."""
+"""Message status in the database: submit answers and delivery receipts, written in bulk."""
 
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, select, update
-from sqlmodel import col
+from sqlalchemy import Connection, Engine, and_, bindparam, insert, select, update
 
-from campaigns.models import Message, MessageStatus, utcnow
+from campaigns.models import Message, MessagePart, MessageStatus, utcnow
 from dispatcher.smpp.bind import ESME_ROK, SubmitResult
 from dispatcher.smpp.receipts import Receipt, candidate_ids
 
 _message = Message.__table__  # type: ignore[attr-defined]
+_part = MessagePart.__table__  # type: ignore[attr-defined]
 _CHUNK = 500
+# When the parts of one message end differently, the message takes the first of these.
+_WORST_FIRST = (
+    MessageStatus.REJECTED,
+    MessageStatus.UNDELIVERABLE,
+    MessageStatus.EXPIRED,
+    MessageStatus.FAILED,
+    MessageStatus.UNKNOWN,
+)
 
-_set_submitted = (
+_set_sent = (
     update(_message)
     .where(_message.c.id == bindparam("mid"))
     .values(
         status=bindparam("new_status"),
-        smsc_message_id=bindparam("smsc_id"),
         error_code=bindparam("error"),
         submitted_at=bindparam("at"),
         done_at=bindparam("done"),
     )
 )
-_set_final = (
+_set_skipped = (
+    update(_message)
+    .where(and_(_message.c.id == bindparam("mid"), _message.c.status == MessageStatus.QUEUED))
+    .values(status=bindparam("new_status"), done_at=bindparam("done"))
+)
+_set_part_final = (
+    update(_part)
+    .where(and_(_part.c.id == bindparam("pid"), _part.c.status == MessageStatus.SUBMITTED))
+    .values(status=bindparam("new_status"), error_code=bindparam("error"), done_at=bindparam("at"))
+)
+_set_message_final = (
     update(_message)
     .where(and_(_message.c.id == bindparam("mid"), _message.c.status == MessageStatus.SUBMITTED))
     .values(status=bindparam("new_status"), error_code=bindparam("error"), done_at=bindparam("at"))
@@ -33,29 +52,53 @@ _set_final = (
 
 
 def store_submit_results(engine: Engine, results: list[SubmitResult]) -> None:
-    """Record the SMSC's answers for a batch: its message ids, or the refusal code."""
+    """Record a batch's answers: the SMSC id of every part, refusals, and unsent messages."""
     now = utcnow()
-    rows = [
-        {
-            "mid": r.message_id,
-            "new_status": MessageStatus.SUBMITTED
-            if r.command_status == ESME_ROK
-            else MessageStatus.FAILED,
-            "smsc_id": r.smsc_message_id,
-            "error": None if r.command_status == ESME_ROK else r.command_status,
-            "at": now,
-            "done": None if r.command_status == ESME_ROK else now,
-        }
-        for r in results
-    ]
-    if rows:
-        with engine.begin() as connection:
-            connection.execute(_set_submitted, rows)
+    by_message: dict[int, list[SubmitResult]] = defaultdict(list)
+    for result in results:
+        by_message[result.message_id].append(result)
+    parts: list[dict[str, Any]] = []
+    sent: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    for message_id, answers in by_message.items():
+        reason = next((a.skipped for a in answers if a.skipped), None)
+        if reason == "paused":
+            continue  # stays queued until the campaign resumes
+        if reason is not None:
+            skipped.append({"mid": message_id, "new_status": reason, "done": now})
+            continue
+        parts += [
+            {
+                "message_id": message_id,
+                "part_no": a.part_no,
+                "smsc_message_id": a.smsc_message_id,
+                "status": MessageStatus.SUBMITTED,
+            }
+            for a in answers
+            if a.command_status == ESME_ROK
+        ]
+        refused = next((a.command_status for a in answers if a.command_status != ESME_ROK), None)
+        sent.append(
+            {
+                "mid": message_id,
+                "at": now,
+                "error": refused,
+                "new_status": MessageStatus.SUBMITTED if refused is None else MessageStatus.FAILED,
+                "done": None if refused is None else now,
+            }
+        )
+    with engine.begin() as connection:
+        if parts:
+            connection.execute(insert(_part), parts)
+        if sent:
+            connection.execute(_set_sent, sent)
+        if skipped:
+            connection.execute(_set_skipped, skipped)
 
 
 @dataclass
 class ReceiptMatcher:
-    """Applies receipts to messages; keeps those whose submit answer is not stored yet."""
+    """Applies receipts to message parts; keeps those whose submit answer is not stored yet."""
 
     engine: Engine
     patience: float = 300.0
@@ -84,18 +127,18 @@ class ReceiptMatcher:
         at = utcnow()
         with self.engine.begin() as connection:
             found = connection.execute(
-                select(_message.c.id, _message.c.smsc_message_id).where(
-                    col(_message.c.smsc_message_id).in_(list(by_form)),
-                    _message.c.status == MessageStatus.SUBMITTED,
+                select(_part.c.id, _part.c.message_id, _part.c.smsc_message_id).where(
+                    _part.c.smsc_message_id.in_(list(by_form)),
+                    _part.c.status == MessageStatus.SUBMITTED,
                 )
             ).all()
             rows = []
-            for message_id, stored_id in found:
+            for part_id, _, stored_id in found:
                 smsc_id = by_form[stored_id]
                 receipt = chunk[smsc_id][0]
                 rows.append(
                     {
-                        "mid": message_id,
+                        "pid": part_id,
                         "new_status": receipt.status,
                         "error": receipt.error_code,
                         "at": at,
@@ -103,14 +146,58 @@ class ReceiptMatcher:
                 )
                 self.waiting.pop(smsc_id, None)
             if rows:
-                connection.execute(_set_final, rows)
+                connection.execute(_set_part_final, rows)
+                settle_messages(connection, {message_id for _, message_id, _ in found}, at)
         return len(rows)
+
+
+def settle_messages(connection: Connection, message_ids: set[int], at: Any) -> None:
+    """Give each submitted message whose parts have all ended its final status."""
+    ids = list(message_ids)
+    for start in range(0, len(ids), _CHUNK):
+        rows = connection.execute(
+            select(_part.c.message_id, _message.c.parts, _part.c.status, _part.c.error_code)
+            .join(_message, _message.c.id == _part.c.message_id)
+            .where(_part.c.message_id.in_(ids[start : start + _CHUNK]))
+        ).all()
+        outcomes: dict[int, list[tuple[str, int | None]]] = defaultdict(list)
+        expected: dict[int, int] = {}
+        for message_id, parts, status, error in rows:
+            outcomes[message_id].append((status, error))
+            expected[message_id] = parts
+        final = [
+            _final(message_id, ends, at)
+            for message_id, ends in outcomes.items()
+            if len(ends) == expected[message_id]
+            and all(status != MessageStatus.SUBMITTED for status, _ in ends)
+        ]
+        if final:
+            connection.execute(_set_message_final, final)
+
+
+def _final(message_id: int, ends: list[tuple[str, int | None]], at: Any) -> dict[str, Any]:
+    worst = next(
+        ((s, e) for bad in _WORST_FIRST for s, e in ends if s == bad),
+        (MessageStatus.DELIVERED, None),
+    )
+    return {"mid": message_id, "new_status": worst[0], "error": worst[1], "at": at}
 
 
 def expire_unanswered(engine: Engine, campaign_id: int, timeout: float) -> int:
     """Mark a campaign's messages still without a receipt `timeout` seconds on `unknown`."""
     cutoff = utcnow() - timedelta(seconds=timeout)
+    late = select(_message.c.id).where(
+        _message.c.campaign_id == campaign_id,
+        _message.c.status == MessageStatus.SUBMITTED,
+        _message.c.submitted_at < cutoff,
+    )
+    now = utcnow()
     with engine.begin() as connection:
+        connection.execute(
+            update(_part)
+            .where(_part.c.message_id.in_(late), _part.c.status == MessageStatus.SUBMITTED)
+            .values(status=MessageStatus.UNKNOWN, done_at=now)
+        )
         result = connection.execute(
             update(_message)
             .where(
@@ -118,6 +205,6 @@ def expire_unanswered(engine: Engine, campaign_id: int, timeout: float) -> int:
                 _message.c.status == MessageStatus.SUBMITTED,
                 _message.c.submitted_at < cutoff,
             )
-            .values(status=MessageStatus.UNKNOWN, done_at=utcnow())
+            .values(status=MessageStatus.UNKNOWN, done_at=now)
         )
     return int(result.rowcount)

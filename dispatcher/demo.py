@@ -11,9 +11,9 @@ from rich.table import Table
 from sqlmodel import Session
 
 from campaigns import areas
+from campaigns.execution import count_by_status
 from campaigns.models import Role
 from campaigns.people import create_authority, create_user
-from campaigns.service import count_by_status
 from campaigns.synthetic import insert_subscribers
 from dispatcher.db import make_engine, session_scope
 from dispatcher.stack import Stack
@@ -36,13 +36,24 @@ def seed(database_url: str, subscribers: int) -> Seeded:
     with session_scope(engine) as session:
         areas.seed_gia_lai(session)
         authority = create_authority(
-            session=session, code="STTTT-GL", name="Sở Thông tin và Truyền thông Gia Lai"
+            session=session,
+            code="STTTT-GL",
+            name="Sở Thông tin và Truyền thông Gia Lai",
+            areas=[areas.GIA_LAI],
         )
         _, submitter = create_user(
-            session=session, name="Nguyễn Văn An", role=Role.SUBMITTER, authority=authority
+            session=session,
+            username="an.nguyen",
+            name="Nguyễn Văn An",
+            role=Role.SUBMITTER,
+            authority=authority,
         )
         _, approver = create_user(
-            session=session, name="Trần Thị Bình", role=Role.APPROVER, authority=authority
+            session=session,
+            username="binh.tran",
+            name="Trần Thị Bình",
+            role=Role.APPROVER,
+            authority=authority,
         )
         insert_subscribers(session=session, count=subscribers)
     engine.dispose()
@@ -50,7 +61,11 @@ def seed(database_url: str, subscribers: int) -> Seeded:
 
 
 def run_campaign(
-    api: httpx.Client, seeded: Seeded, text: str = DEMO_TEXT, target: list[str] | None = None
+    api: httpx.Client,
+    seeded: Seeded,
+    text: str = DEMO_TEXT,
+    target: list[str] | None = None,
+    **fields: object,
 ) -> int:
     """Create, submit and approve a campaign through the HTTP API; return its id."""
     submitter = {"Authorization": f"Bearer {seeded.submitter_token}"}
@@ -63,13 +78,29 @@ def run_campaign(
             "text": text,
             "sender": "GiaLai",
             "target_areas": target or [areas.GIA_LAI],
+            "document_number": "05/CT-BTTTT",
+            "document_date": "2020-02-02",
+            "document_issuer": "Bộ Thông tin và Truyền thông",
+            **fields,
         },
     )
-    created.raise_for_status()
+    _check(created)
     campaign_id: int = created.json()["id"]
-    api.post(f"/v1/campaigns/{campaign_id}/submit", headers=submitter).raise_for_status()
-    api.post(f"/v1/campaigns/{campaign_id}/approve", headers=approver).raise_for_status()
+    _check(api.post(f"/v1/campaigns/{campaign_id}/submit", headers=submitter))
+    content_hash = created.json()["content_hash"]
+    _check(
+        api.post(
+            f"/v1/campaigns/{campaign_id}/approve",
+            headers=approver,
+            json={"content_hash": content_hash},
+        )
+    )
     return campaign_id
+
+
+def _check(answer: httpx.Response) -> None:
+    if answer.is_error:
+        raise RuntimeError(f"{answer.request.method} {answer.request.url.path}: {answer.text}")
 
 
 def report(api: httpx.Client, token: str, campaign_id: int) -> dict[str, Any]:
@@ -122,7 +153,11 @@ def watch(
 
 def print_report(console: Console, body: dict[str, Any]) -> None:
     """The final report as a table."""
-    table = Table(title=f"Campaign {body['campaign_id']}: {body['status']}")
+    label = " (EXERCISE)" if body["exercise"] else ""
+    table = Table(
+        title=f"Campaign {body['campaign_id']}{label}: {body['status']}, "
+        f"{body['parts_per_message']} SMS per message"
+    )
     table.add_column("status")
     table.add_column("messages", justify="right")
     for status, count in sorted(body["by_status"].items()):

@@ -1,5 +1,7 @@
 """The arq queue on Redis: which Redis, and the jobs the API and the worker enqueue."""
 
+from datetime import datetime
+
 from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
 
@@ -25,14 +27,25 @@ async def connect(settings: Settings) -> ArqRedis:
     return await create_pool(redis_settings(settings), default_queue_name=settings.queue_name)
 
 
-async def enqueue_expansion(pool: ArqRedis, campaign_id: int) -> None:
-    """Ask a worker to expand an approved campaign into batches."""
-    await pool.enqueue_job("expand_campaign", campaign_id, _job_id=f"expand:{campaign_id}")
+async def enqueue_expansion(
+    pool: ArqRedis, campaign_id: int, generation: int, at: datetime | None = None
+) -> None:
+    """Ask a worker to expand a campaign (at its start time) and queue its batches."""
+    await pool.enqueue_job(
+        "expand_campaign",
+        campaign_id,
+        generation,
+        _job_id=f"expand:{campaign_id}:{generation}",
+        _defer_until=at,
+    )
 
 
-async def enqueue_batches(pool: ArqRedis, campaign_id: int, batches: int) -> None:
+async def enqueue_batches(pool: ArqRedis, campaign_id: int, generation: int, batches: int) -> None:
     """Queue one send job per batch; job ids make a repeated call harmless."""
     for batch_no in range(batches):
         await pool.enqueue_job(
-            "send_batch", campaign_id, batch_no, _job_id=f"send:{campaign_id}:{batch_no}"
+            "send_batch",
+            campaign_id,
+            batch_no,
+            _job_id=f"send:{campaign_id}:{generation}:{batch_no}",
         )

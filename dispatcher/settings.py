@@ -1,10 +1,13 @@
 """Configuration, read once from the environment (prefix `DISPATCHER_`)."""
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from campaigns.policy import Policy
 
 
 class BindSettings(BaseModel):
@@ -38,6 +41,18 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     queue_name: str = "dispatcher"
+    max_parts: int = Field(default=6, ge=1, le=255, description="SMS parts one message may take")
+    exercise_marker: str = "[DIỄN TẬP] "
+    default_validity_hours: float = Field(default=24, gt=0)
+
+    @property
+    def policy(self) -> Policy:
+        """The content rules campaigns are held to."""
+        return Policy(
+            max_parts=self.max_parts,
+            exercise_marker=self.exercise_marker,
+            default_validity=timedelta(hours=self.default_validity_hours),
+        )
 
     @property
     def effective_database_url(self) -> str:

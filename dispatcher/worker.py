@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import queue
+from datetime import UTC
 from typing import Any
 
 from arq import Worker
@@ -10,30 +11,43 @@ from arq.connections import ArqRedis
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from campaigns import content, service
-from campaigns.models import Campaign, CampaignStatus, Message, MessageStatus
+from campaigns import audit, content, execution
+from campaigns.models import Campaign, CampaignStatus, Message, MessageStatus, utcnow
+from campaigns.service import sent_text
 from dispatcher import delivery
 from dispatcher import queue as jobs
 from dispatcher.db import get_engine, session_scope
+from dispatcher.halts import HaltBoard
 from dispatcher.settings import BindSettings, Settings, get_settings
-from dispatcher.smpp.bind import BindSession, Content, Submission, SubmitResult, Ticket
+from dispatcher.smpp.bind import BindSession, Content, Part, Submission, SubmitResult, Ticket
 from dispatcher.smpp.receipts import Receipt
 
 log = logging.getLogger("dispatcher.worker")
 
 HOUSEKEEPING_INTERVAL = 1.0
 RECEIPT_FLUSH_INTERVAL = 0.2
+S = CampaignStatus
 
 
 class Sending:
-    """This process's SMPP binds and the receipts they bring back."""
+    """This process's SMPP binds and the receipts and bind events they bring back."""
 
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
         self.engine = engine
+        self.halts = HaltBoard()
         self.receipts: queue.SimpleQueue[Receipt] = queue.SimpleQueue()
+        self.bind_events: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
         self.matcher = delivery.ReceiptMatcher(engine, patience=settings.receipt_timeout)
-        self.binds = [BindSession(bind, self.receipts.put) for bind in settings.binds]
+        self.binds = [
+            BindSession(
+                bind,
+                self.receipts.put,
+                on_state=lambda name, up: self.bind_events.put((name, up)),
+                halted=self.halts.reason,
+            )
+            for bind in settings.binds
+        ]
 
     def start(self) -> None:
         """Start every bind's thread."""
@@ -54,59 +68,75 @@ class Sending:
 
     def drain_receipts(self) -> list[Receipt]:
         """Receipts that arrived since the last call."""
-        drained: list[Receipt] = []
-        while True:
-            try:
-                drained.append(self.receipts.get_nowait())
-            except queue.Empty:
-                return drained
+        return _drain(self.receipts)
 
 
-def content_for(campaign: Campaign, bind: BindSettings) -> Content:
+def _drain(source: "queue.SimpleQueue[Any]") -> list[Any]:
+    drained = []
+    while True:
+        try:
+            drained.append(source.get_nowait())
+        except queue.Empty:
+            return drained
+
+
+def content_for(campaign: Campaign, bind: BindSettings, settings: Settings) -> Content:
     """The submit_sm fields every message of the campaign shares."""
-    (part,) = content.split(campaign.text, reference=0, max_parts=1)
+    assert campaign.id is not None
+    parts = content.split(
+        sent_text(campaign, settings.policy),
+        reference=campaign.id % 255 + 1,
+        max_parts=settings.max_parts,
+    )
     alphanumeric = not campaign.sender.isdigit()
+    expiry = campaign.send_expiry
     return Content(
+        campaign_id=campaign.id,
         source_addr=campaign.sender,
         source_addr_ton=5 if alphanumeric else bind.source_addr_ton,
         source_addr_npi=0 if alphanumeric else bind.source_addr_npi,
-        data_coding=part.data_coding,
-        esm_class=0x00,
-        short_message=part.short_message,
+        parts=tuple(
+            Part(p.data_coding, content.ESM_CLASS_UDHI if p.udhi else 0, p.short_message)
+            for p in parts
+        ),
+        validity_period=expiry.astimezone(UTC).strftime("%y%m%d%H%M%S000+") if expiry else "",
+        expires_at=expiry.timestamp() if expiry else float("inf"),
     )
 
 
-async def expand_campaign(ctx: dict[str, Any], campaign_id: int) -> int:
-    """Expand an approved campaign into queued messages, then queue its batches."""
+async def expand_campaign(ctx: dict[str, Any], campaign_id: int, generation: int) -> int:
+    """Expand a due campaign into queued messages, then queue its batches."""
     settings: Settings = ctx["settings"]
 
     def expand() -> int:
         with session_scope(ctx["engine"]) as session:
             campaign = session.get(Campaign, campaign_id)
-            if campaign is None:
-                return 0
-            if campaign.status == CampaignStatus.APPROVED:
-                service.start_sending(
-                    session=session, campaign=campaign, batch_size=settings.batch_size
-                )
-                log.info("campaign %d: %d recipients", campaign_id, campaign.recipients)
-            return campaign.batches if campaign.status == CampaignStatus.SENDING else 0
+            if campaign is None or campaign.generation != generation:
+                return 0  # edited or resumed since: a newer job carries on
+            execution.start_sending(
+                session=session,
+                campaign=campaign,
+                batch_size=settings.batch_size,
+                policy=settings.policy,
+            )
+            return campaign.batches if campaign.status == S.SENDING else 0
 
     batches = await asyncio.to_thread(expand)
     redis: ArqRedis = ctx["redis"]
-    await jobs.enqueue_batches(redis, campaign_id, batches)
+    await jobs.enqueue_batches(redis, campaign_id, generation, batches)
     return batches
 
 
 async def send_batch(ctx: dict[str, Any], campaign_id: int, batch_no: int) -> int:
     """Submit the still-queued messages of one batch and store the SMSC's answers."""
     sending: Sending = ctx["sending"]
+    settings: Settings = ctx["settings"]
     engine: Engine = ctx["engine"]
 
     def load() -> tuple[Campaign | None, list[tuple[int, str]]]:
         with Session(engine) as session:
             campaign = session.get(Campaign, campaign_id)
-            if campaign is None or campaign.status != CampaignStatus.SENDING:
+            if campaign is None or campaign.status != S.SENDING:
                 return None, []
             rows = session.exec(
                 select(Message.id, Message.msisdn)
@@ -119,9 +149,10 @@ async def send_batch(ctx: dict[str, Any], campaign_id: int, batch_no: int) -> in
     campaign, rows = await asyncio.to_thread(load)
     if campaign is None or not rows:
         return 0
-    results = await sending.submit(content_for(campaign, sending.settings.binds[0]), rows)
+    batch_content = content_for(campaign, settings.binds[0], settings)
+    results = await sending.submit(batch_content, rows)
     await asyncio.to_thread(delivery.store_submit_results, engine, results)
-    return len(results)
+    return len(rows)
 
 
 async def record_receipts(sending: Sending) -> None:
@@ -133,28 +164,42 @@ async def record_receipts(sending: Sending) -> None:
             await asyncio.to_thread(sending.matcher.apply, new)
 
 
-async def housekeeping(engine: Engine, settings: Settings) -> None:
-    """Close campaigns whose messages are all final; give up on receipts that never came."""
+def _tick(sending: Sending) -> None:
+    """Audit bind changes; expire, give up on late receipts, and close campaigns."""
+    engine, settings = sending.engine, sending.settings
+    events = _drain(sending.bind_events)
+    if events:
+        with session_scope(engine) as session:
+            for name, up in events:
+                action = "smpp.bind_up" if up else "smpp.bind_down"
+                audit.record(session=session, actor="system", action=action, subject=f"bind:{name}")
+    with Session(engine) as session:
+        active = session.exec(
+            select(Campaign.id).where(
+                col(Campaign.status).in_([S.APPROVED, S.SCHEDULED, S.SENDING, S.PAUSED])
+            )
+        ).all()
+    for campaign_id in active:
+        assert campaign_id is not None
+        delivery.expire_unanswered(engine, campaign_id, settings.receipt_timeout)
+        with session_scope(engine) as session:
+            campaign = session.get(Campaign, campaign_id)
+            if campaign is None:
+                continue
+            if execution.expire_if_due(session=session, campaign=campaign, now=utcnow()):
+                log.info("campaign %d expired", campaign_id)
+            elif campaign.status == S.SENDING and execution.complete_if_done(
+                session=session, campaign=campaign
+            ):
+                log.info("campaign %d completed", campaign_id)
 
-    def tick() -> None:
-        with Session(engine) as session:
-            sending = session.exec(
-                select(Campaign.id).where(Campaign.status == CampaignStatus.SENDING)
-            ).all()
-        for campaign_id in sending:
-            assert campaign_id is not None
-            delivery.expire_unanswered(engine, campaign_id, settings.receipt_timeout)
-            with session_scope(engine) as session:
-                campaign = session.get(Campaign, campaign_id)
-                if campaign is None or campaign.status != CampaignStatus.SENDING:
-                    continue
-                if service.complete_if_done(session=session, campaign=campaign):
-                    log.info("campaign %d completed", campaign_id)
 
+async def housekeeping(sending: Sending) -> None:
+    """Run `_tick` every second."""
     while True:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL)
         try:
-            await asyncio.to_thread(tick)
+            await asyncio.to_thread(_tick, sending)
         except Exception:
             log.exception("housekeeping failed")
 
@@ -167,19 +212,21 @@ async def startup(ctx: dict[str, Any]) -> None:
     sending.start()
     ctx.update(settings=settings, engine=engine, sending=sending)
     ctx["loops"] = [
+        asyncio.create_task(sending.halts.follow(ctx["redis"], settings.queue_name)),
         asyncio.create_task(record_receipts(sending)),
-        asyncio.create_task(housekeeping(engine, settings)),
+        asyncio.create_task(housekeeping(sending)),
     ]
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    """Stop the loops, flush the last receipts and unbind."""
+    """Stop the loops, unbind, and flush the last receipts and bind events."""
     for task in ctx.get("loops", []):
         task.cancel()
     sending: Sending | None = ctx.get("sending")
     if sending is not None:
         await asyncio.to_thread(sending.stop)
         await asyncio.to_thread(sending.matcher.apply, sending.drain_receipts())
+        await asyncio.to_thread(_tick, sending)
 
 
 def make_worker(settings: Settings, **overrides: Any) -> Worker:

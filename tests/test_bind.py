@@ -8,17 +8,16 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from dispatcher.settings import BindSettings
-from dispatcher.smpp.bind import BindSession, Content, Submission, SubmitResult, Ticket
+from dispatcher.smpp.bind import BindSession, Content, Part, Submission, SubmitResult, Ticket
 from dispatcher.smpp.receipts import Receipt
 from dispatcher.smsc.simulator import SimulatorConfig, ThreadedSimulator, serve_in_thread
 
 CONTENT = Content(
+    campaign_id=1,
     source_addr="GiaLai",
     source_addr_ton=5,
     source_addr_npi=0,
-    data_coding=0x08,
-    esm_class=0,
-    short_message="Phòng dịch nCoV".encode("utf-16-be"),
+    parts=(Part(0x08, 0, "Phòng dịch nCoV".encode("utf-16-be")),),
 )
 
 

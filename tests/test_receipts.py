@@ -54,7 +54,9 @@ def messages(engine: Engine) -> list[int]:
     with session_scope(engine) as session:
         areas.seed_gia_lai(session)
         authority = create_authority(session=session, code="A", name="A")
-        user, _ = create_user(session=session, name="u", role=Role.SUBMITTER, authority=authority)
+        user, _ = create_user(
+            session=session, username="u", name="u", role=Role.SUBMITTER, authority=authority
+        )
         campaign = Campaign(
             title="t",
             text="x",
@@ -98,9 +100,9 @@ def test_receipt_before_its_submit_answer_is_stored_waits_and_then_applies(
     store_submit_results(
         engine,
         [
-            SubmitResult(messages[0], "255", 0),
-            SubmitResult(messages[1], "256", 0),
-            SubmitResult(messages[2], None, 0x0B),
+            SubmitResult(messages[0], 0, "255", 0),
+            SubmitResult(messages[1], 0, "256", 0),
+            SubmitResult(messages[2], 0, None, 0x0B),
         ],
     )
     assert matcher.apply([Receipt("256", MessageStatus.UNDELIVERABLE, 1)]) == 2
@@ -109,7 +111,7 @@ def test_receipt_before_its_submit_answer_is_stored_waits_and_then_applies(
 
 
 def test_a_receipt_does_not_change_a_final_status(engine: Engine, messages: list[int]) -> None:
-    store_submit_results(engine, [SubmitResult(messages[0], "1", 0)])
+    store_submit_results(engine, [SubmitResult(messages[0], 0, "1", 0)])
     matcher = ReceiptMatcher(engine, patience=0)
     matcher.apply([Receipt("1", MessageStatus.DELIVERED, 0)])
     matcher.apply([Receipt("1", MessageStatus.UNDELIVERABLE, 0)])

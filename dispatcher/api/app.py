@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from dispatcher import queue
-from dispatcher.api import campaigns, errors
+from dispatcher.api import areas, audit, campaigns, errors
 from dispatcher.settings import get_settings
 
 
@@ -25,6 +25,8 @@ def create_app() -> FastAPI:
     app = FastAPI(title="Public-information SMS dispatcher", version="0.1.0", lifespan=lifespan)
     errors.install(app)
     app.include_router(campaigns.router)
+    app.include_router(audit.router)
+    app.include_router(areas.router)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

@@ -1,19 +1,23 @@
-"""Campaign endpoints: create, read, submit, approve, report."""
+"""Campaign endpoints: the lifecycle, the report and the preview."""
+
+from datetime import datetime
+from typing import Annotated
 
 import anyio.from_thread
-from fastapi import APIRouter
-from pydantic import BaseModel
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
 
-from campaigns import service
-from campaigns.models import Campaign, CampaignBase, CampaignStatus
-from dispatcher import queue
-from dispatcher.api.deps import CurrentUser, QueueDep, SessionDep
+from campaigns import execution, service
+from campaigns.models import Campaign, CampaignBase, CampaignStatus, Mode
+from dispatcher import halts, queue
+from dispatcher.api.deps import CurrentUser, QueueDep, SessionDep, SettingsDep
+from dispatcher.api.preview import Preview, preview_of
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
 
-class CampaignCreate(CampaignBase):
-    """What a submitter sends to create a campaign."""
+class CampaignIn(CampaignBase):
+    """What a submitter sends to create or edit a campaign."""
 
 
 class CampaignPublic(CampaignBase):
@@ -22,8 +26,29 @@ class CampaignPublic(CampaignBase):
     id: int
     authority_id: int
     status: CampaignStatus
+    exercise: bool
+    content_hash: str
+    approvals: int
+    approvals_required: int
+    reject_reason: str | None
     recipients: int
-    batches: int
+    created_at: datetime
+    submitted_at: datetime | None
+    approved_at: datetime | None
+    completed_at: datetime | None
+
+
+class ApprovalIn(BaseModel):
+    """An approval quotes the content hash it approves, signed where the authority has a key."""
+
+    content_hash: str = Field(min_length=64, max_length=64)
+    signature: str | None = Field(default=None, max_length=200)
+
+
+class RejectionIn(BaseModel):
+    """Why a campaign is refused."""
+
+    reason: str = Field(min_length=1, max_length=1000)
 
 
 class Report(BaseModel):
@@ -31,48 +56,168 @@ class Report(BaseModel):
 
     campaign_id: int
     status: CampaignStatus
+    exercise: bool
     recipients: int
+    parts_per_message: int
     by_status: dict[str, int]
 
 
+def _public(session: SessionDep, campaign: Campaign) -> CampaignPublic:
+    return CampaignPublic.model_validate(
+        campaign,
+        update={
+            "exercise": campaign.mode == Mode.EXERCISE,
+            "approvals": service.current_approvals(session=session, campaign=campaign),
+            "approvals_required": service.approvals_needed(session=session, campaign=campaign),
+        },
+    )
+
+
 @router.post("", status_code=201, response_model=CampaignPublic)
-def create_campaign(data: CampaignCreate, session: SessionDep, actor: CurrentUser) -> Campaign:
+def create_campaign(
+    data: CampaignIn, session: SessionDep, actor: CurrentUser, settings: SettingsDep
+) -> CampaignPublic:
     """Create a draft campaign."""
-    return service.create(session=session, data=data, actor=actor)
+    campaign = service.create(session=session, data=data, actor=actor, policy=settings.policy)
+    return _public(session, campaign)
+
+
+@router.get("", response_model=list[CampaignPublic])
+def list_campaigns(
+    session: SessionDep,
+    actor: CurrentUser,
+    status: CampaignStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[CampaignPublic]:
+    """Campaigns the caller may see, newest first."""
+    found = service.list_visible(
+        session=session, actor=actor, status=status, limit=limit, offset=offset
+    )
+    return [_public(session, campaign) for campaign in found]
 
 
 @router.get("/{campaign_id}", response_model=CampaignPublic)
-def get_campaign(campaign_id: int, session: SessionDep, actor: CurrentUser) -> Campaign:
+def get_campaign(campaign_id: int, session: SessionDep, actor: CurrentUser) -> CampaignPublic:
     """One campaign."""
-    return service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
+    return _public(
+        session, service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
+    )
+
+
+@router.put("/{campaign_id}", response_model=CampaignPublic)
+def edit_campaign(
+    campaign_id: int,
+    data: CampaignIn,
+    session: SessionDep,
+    actor: CurrentUser,
+    settings: SettingsDep,
+) -> CampaignPublic:
+    """Change a campaign that has not started sending; approvals of the old content lapse."""
+    campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
+    service.edit(session=session, campaign=campaign, data=data, actor=actor, policy=settings.policy)
+    return _public(session, campaign)
 
 
 @router.post("/{campaign_id}/submit", response_model=CampaignPublic)
-def submit_campaign(campaign_id: int, session: SessionDep, actor: CurrentUser) -> Campaign:
+def submit_campaign(campaign_id: int, session: SessionDep, actor: CurrentUser) -> CampaignPublic:
     """Submit a draft for approval."""
     campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
-    return service.submit(session=session, campaign=campaign, actor=actor)
+    return _public(session, service.submit(session=session, campaign=campaign, actor=actor))
 
 
 @router.post("/{campaign_id}/approve", response_model=CampaignPublic)
 def approve_campaign(
-    campaign_id: int, session: SessionDep, actor: CurrentUser, pool: QueueDep
-) -> Campaign:
-    """Approve a submitted campaign; sending starts once the approval is committed."""
+    campaign_id: int, body: ApprovalIn, session: SessionDep, actor: CurrentUser, pool: QueueDep
+) -> CampaignPublic:
+    """Approve the quoted content; once enough approvals are in, sending is scheduled."""
     campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
-    service.approve(session=session, campaign=campaign, actor=actor)
+    service.approve(
+        session=session,
+        campaign=campaign,
+        actor=actor,
+        content_hash=body.content_hash,
+        signature=body.signature,
+    )
+    public = _public(session, campaign)
     session.commit()
-    anyio.from_thread.run(queue.enqueue_expansion, pool, campaign_id)
-    return campaign
+    if campaign.status in (CampaignStatus.APPROVED, CampaignStatus.SCHEDULED):
+        start = campaign.send_start if campaign.status == CampaignStatus.SCHEDULED else None
+        anyio.from_thread.run(
+            queue.enqueue_expansion, pool, campaign_id, campaign.generation, start
+        )
+    return public
+
+
+@router.post("/{campaign_id}/reject", response_model=CampaignPublic)
+def reject_campaign(
+    campaign_id: int, body: RejectionIn, session: SessionDep, actor: CurrentUser
+) -> CampaignPublic:
+    """Refuse a submitted campaign."""
+    campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
+    service.reject(session=session, campaign=campaign, actor=actor, reason=body.reason)
+    return _public(session, campaign)
+
+
+@router.post("/{campaign_id}/cancel", response_model=CampaignPublic)
+def cancel_campaign(
+    campaign_id: int, session: SessionDep, actor: CurrentUser, pool: QueueDep, settings: SettingsDep
+) -> CampaignPublic:
+    """Stop a campaign for good: nothing more is submitted, queued messages end cancelled."""
+    campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
+    service.cancel(session=session, campaign=campaign, actor=actor)
+    public = _public(session, campaign)
+    session.commit()
+    anyio.from_thread.run(halts.halt, pool, settings.queue_name, campaign_id, "cancelled")
+    return public
+
+
+@router.post("/{campaign_id}/pause", response_model=CampaignPublic)
+def pause_campaign(
+    campaign_id: int, session: SessionDep, actor: CurrentUser, pool: QueueDep, settings: SettingsDep
+) -> CampaignPublic:
+    """Hold a sending campaign (operators)."""
+    campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
+    service.pause(session=session, campaign=campaign, actor=actor)
+    public = _public(session, campaign)
+    session.commit()
+    anyio.from_thread.run(halts.halt, pool, settings.queue_name, campaign_id, "paused")
+    return public
+
+
+@router.post("/{campaign_id}/resume", response_model=CampaignPublic)
+def resume_campaign(
+    campaign_id: int, session: SessionDep, actor: CurrentUser, pool: QueueDep, settings: SettingsDep
+) -> CampaignPublic:
+    """Send a paused campaign's queued messages again (operators)."""
+    campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
+    service.resume(session=session, campaign=campaign, actor=actor)
+    public = _public(session, campaign)
+    session.commit()
+    anyio.from_thread.run(halts.release, pool, settings.queue_name, campaign_id)
+    anyio.from_thread.run(queue.enqueue_expansion, pool, campaign_id, campaign.generation, None)
+    return public
 
 
 @router.get("/{campaign_id}/report", response_model=Report)
 def campaign_report(campaign_id: int, session: SessionDep, actor: CurrentUser) -> Report:
     """Counts of the campaign's messages by status."""
     campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
+    assert campaign.id is not None
     return Report(
-        campaign_id=campaign_id,
+        campaign_id=campaign.id,
         status=campaign.status,
+        exercise=campaign.mode == Mode.EXERCISE,
         recipients=campaign.recipients,
-        by_status=service.count_by_status(session=session, campaign_id=campaign_id),
+        parts_per_message=execution.parts_per_message(session=session, campaign_id=campaign.id),
+        by_status=execution.count_by_status(session=session, campaign_id=campaign.id),
     )
+
+
+@router.get("/{campaign_id}/preview", response_model=Preview)
+def campaign_preview(
+    campaign_id: int, session: SessionDep, actor: CurrentUser, settings: SettingsDep
+) -> Preview:
+    """What the campaign would cost: encoding, segments, recipients and total SMS."""
+    campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
+    return preview_of(session=session, campaign=campaign, policy=settings.policy)

@@ -12,6 +12,7 @@ from campaigns.models import User
 from campaigns.people import user_by_token
 from dispatcher.api.errors import Unauthorized
 from dispatcher.db import get_engine
+from dispatcher.settings import Settings, get_settings
 
 
 def get_session() -> Iterator[Session]:
@@ -46,3 +47,4 @@ def get_queue(request: Request) -> ArqRedis:
 
 CurrentUser = Annotated[User, Depends(current_user)]
 QueueDep = Annotated[ArqRedis, Depends(get_queue)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

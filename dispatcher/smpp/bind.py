@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import math
 import queue
 import select
 import socket
@@ -34,41 +35,53 @@ CONNECTION_ERRORS = (OSError, smpplib.exceptions.ConnectionError, smpplib.except
 
 
 @dataclass(frozen=True, slots=True)
-class Content:
-    """What every message of a batch carries."""
+class Part:
+    """One submit_sm worth of a message."""
 
-    source_addr: str
-    source_addr_ton: int
-    source_addr_npi: int
     data_coding: int
     esm_class: int
     short_message: bytes
 
 
 @dataclass(frozen=True, slots=True)
+class Content:
+    """What every message of a batch carries."""
+
+    campaign_id: int
+    source_addr: str
+    source_addr_ton: int
+    source_addr_npi: int
+    parts: tuple[Part, ...]
+    validity_period: str = ""  # SMPP absolute time; empty: the SMSC's default
+    expires_at: float = math.inf  # epoch seconds after which nothing more is submitted
+
+
+@dataclass(frozen=True, slots=True)
 class SubmitResult:
-    """The SMSC's answer to one submit_sm."""
+    """The SMSC's answer to one part, or why the message was not sent at all."""
 
     message_id: int
+    part_no: int
     smsc_message_id: str | None
     command_status: int
+    skipped: str | None = None  # "cancelled", "paused" or "expired": nothing was sent
 
 
 class Ticket:
-    """A batch handed to a bind; its future resolves once every message has an answer."""
+    """A batch handed to a bind; its future resolves once every part has an answer."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, content: Content, count: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, content: Content, messages: int) -> None:
         self.content = content
         self.results: list[SubmitResult] = []
         self.future: asyncio.Future[list[SubmitResult]] = loop.create_future()
         self._loop = loop
-        self._remaining = count
+        self._remaining = messages * len(content.parts)
 
-    def record(self, result: SubmitResult) -> None:
-        """Called on the bind's thread for each answer."""
+    def record(self, result: SubmitResult, weight: int = 1) -> None:
+        """Called on the bind's thread for each answer; `weight` parts are settled by it."""
         self.results.append(result)
-        self._remaining -= 1
-        if self._remaining == 0:
+        self._remaining -= weight
+        if self._remaining <= 0:
             self._loop.call_soon_threadsafe(self._resolve)
 
     def _resolve(self) -> None:
@@ -86,6 +99,9 @@ class Submission:
     throttled: int = field(default=0)
 
 
+Pending = tuple[Submission, int]  # a message and the index of its next part to send
+
+
 class BindSession(threading.Thread):
     """Owns one smpplib client and its socket; nothing else touches them."""
 
@@ -94,15 +110,17 @@ class BindSession(threading.Thread):
         settings: BindSettings,
         on_receipt: Callable[[receipts.Receipt], None],
         on_state: Callable[[str, bool], None] = lambda name, up: None,
+        halted: Callable[[int], str | None] = lambda campaign_id: None,
     ) -> None:
         super().__init__(name=f"smpp-{settings.name}", daemon=True)
         self.settings = settings
         self.bound = threading.Event()
         self._on_receipt = on_receipt
         self._on_state = on_state
-        self._inbox: queue.SimpleQueue[Submission] = queue.SimpleQueue()
-        self._retry: deque[Submission] = deque()
-        self._inflight: dict[int, Submission] = {}
+        self._halted = halted
+        self._inbox: queue.SimpleQueue[Pending] = queue.SimpleQueue()
+        self._retry: deque[Pending] = deque()
+        self._inflight: dict[int, Pending] = {}
         self._bucket = TokenBucket(settings.rate)
         self._stopping = threading.Event()
         self._client: Any = None
@@ -114,7 +132,7 @@ class BindSession(threading.Thread):
     def submit(self, submissions: list[Submission]) -> None:
         """Queue messages for this bind."""
         for submission in submissions:
-            self._inbox.put(submission)
+            self._inbox.put((submission, 0))
 
     def backlog(self) -> int:
         """Roughly how many messages wait on this bind."""
@@ -187,7 +205,7 @@ class BindSession(threading.Thread):
             return max(0.001, self._bucket.wait_time(), self._slow_until - time.monotonic())
         return 0.05
 
-    def _next(self) -> Submission | None:
+    def _next(self) -> Pending | None:
         if self._retry:
             return self._retry.popleft()
         try:
@@ -200,18 +218,36 @@ class BindSession(threading.Thread):
         if time.monotonic() < self._slow_until:
             return 0
         while len(self._inflight) < self.settings.window:
-            submission = self._next()
-            if submission is None:
+            pending = self._next()
+            if pending is None:
                 break
+            submission, part_no = pending
+            if part_no == 0 and self._skipped(submission):
+                continue
             if not self._bucket.take():
-                self._retry.appendleft(submission)
+                self._retry.appendleft(pending)
                 break
-            self._send(submission)
+            self._send(submission, part_no)
+            if part_no + 1 < len(submission.ticket.content.parts):
+                self._retry.appendleft((submission, part_no + 1))
             sent += 1
         return sent
 
-    def _send(self, submission: Submission) -> None:
+    def _skipped(self, submission: Submission) -> bool:
+        """Settle a message that must not go out: its campaign was halted or has expired."""
         content = submission.ticket.content
+        reason = self._halted(content.campaign_id)
+        if reason is None and time.time() >= content.expires_at:
+            reason = "expired"
+        if reason is None:
+            return False
+        result = SubmitResult(submission.message_id, 0, None, ESME_ROK, skipped=reason)
+        submission.ticket.record(result, weight=len(content.parts))
+        return True
+
+    def _send(self, submission: Submission, part_no: int) -> None:
+        content = submission.ticket.content
+        part = content.parts[part_no]
         pdu = smpplib.smpp.make_pdu(
             "submit_sm",
             client=self._client,
@@ -221,12 +257,13 @@ class BindSession(threading.Thread):
             dest_addr_ton=smpplib.consts.SMPP_TON_INTL,
             dest_addr_npi=smpplib.consts.SMPP_NPI_ISDN,
             destination_addr=submission.msisdn.lstrip("+"),
-            esm_class=content.esm_class,
-            data_coding=content.data_coding,
+            esm_class=part.esm_class,
+            data_coding=part.data_coding,
+            validity_period=content.validity_period or None,
             registered_delivery=1,
-            short_message=content.short_message,
+            short_message=part.short_message,
         )
-        self._inflight[pdu.sequence] = submission
+        self._inflight[pdu.sequence] = (submission, part_no)
         self._client.send_pdu(pdu)
         self._last_io = time.monotonic()
 
@@ -254,26 +291,29 @@ class BindSession(threading.Thread):
             log.warning("bind %s: ignored %s", self.settings.name, command)
 
     def _answered(self, pdu: Any) -> None:
-        submission = self._inflight.pop(pdu.sequence, None)
-        if submission is None:
+        pending = self._inflight.pop(pdu.sequence, None)
+        if pending is None:
             log.warning("bind %s: answer to unknown sequence %d", self.settings.name, pdu.sequence)
             return
+        submission, part_no = pending
         status = int(pdu.status)
         if status in SLOWDOWN_STATUSES:
-            # The SMSC is over its limit: hold the whole bind back, then try the message again.
+            # The SMSC is over its limit: hold the whole bind back, then try the part again.
             self._slow_until = time.monotonic() + min(0.1 * 2**submission.throttled, 5.0)
             submission.throttled += 1
-            self._retry.append(submission)
+            self._retry.append(pending)
             return
-        smsc_id = pdu.message_id.decode("ascii", "replace") if status == ESME_ROK else None
-        if status != ESME_ROK:
+        smsc_id = None
+        if status == ESME_ROK:
+            smsc_id = pdu.message_id.decode("ascii", "replace")
+        else:
             log.info(
                 "bind %s: submit to %s refused with 0x%02X",
                 self.settings.name,
                 mask(submission.msisdn),
                 status,
             )
-        submission.ticket.record(SubmitResult(submission.message_id, smsc_id, status))
+        submission.ticket.record(SubmitResult(submission.message_id, part_no, smsc_id, status))
 
     def _delivered(self, pdu: Any) -> None:
         self._reply(pdu, "deliver_sm_resp")

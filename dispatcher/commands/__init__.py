@@ -1,0 +1,1 @@
+"""Subcommands of the `dispatcher` command, one module per domain."""
