@@ -49,6 +49,7 @@ class SimulatorConfig:
     latency: float = 0.0
     answer_unbind: bool = True
     seed: int | None = None
+    keep_messages: int = 0  # how many accepted submit_sm to keep in `Simulator.accepted`
 
     def __post_init__(self) -> None:
         unknown = set(self.outcomes) - set(OUTCOMES)
@@ -135,6 +136,7 @@ class Simulator:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
         self.stats = SimulatorStats()
+        self.accepted: deque[ShortMessage] = deque(maxlen=config.keep_messages or 1)
         self._server: asyncio.Server | None = None
         self._sessions: set[_Session] = set()
         self._dirty: list[_Session] = []
@@ -235,6 +237,8 @@ class Simulator:
         """A new message id for an accepted submit, and its receipt if one is due."""
         self.stats.submits += 1
         message_id = str(next(self._ids))
+        if self.config.keep_messages:
+            self.accepted.append(message)
         if len(self._stats_choice) == 1:
             stat = self._stats_choice[0]
         else:
