@@ -80,6 +80,7 @@ class SimulatorStats:
     enquire_links: int = 0
     unbinds: int = 0
     generic_nacks: int = 0
+    last_submit: float = 0.0  # time.monotonic() of the last accepted submit_sm
 
 
 @functools.lru_cache(maxsize=8)
@@ -236,6 +237,7 @@ class Simulator:
     def accept(self, system_id: str, message: ShortMessage) -> tuple[str, _Receipt | None]:
         """A new message id for an accepted submit, and its receipt if one is due."""
         self.stats.submits += 1
+        self.stats.last_submit = time.monotonic()
         message_id = str(next(self._ids))
         if self.config.keep_messages:
             self.accepted.append(message)
