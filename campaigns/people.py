@@ -1,12 +1,63 @@
-"""People of an authority (or of the operator) and their API tokens, stored hashed."""
+"""Competent authorities, their people and the people's API tokens (stored hashed).
 
+Every change is appended to the audit log under the `actor` that made it: a `User` (who must
+be an admin), or a label for a trusted caller without a user, such as "cli:<login>" for the
+command line. Tokens and their hashes never go into the log. `actor=None` writes no entry: it
+exists only for seeding and test fixtures that predate the audit log; every command and
+endpoint passes an actor.
+"""
+
+import base64
 import hashlib
+import re
 import secrets
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
 
-from sqlmodel import Session, col, select
+from pydantic import BaseModel, ConfigDict
+from sqlmodel import Session, and_, col, func, select
 
-from campaigns.errors import InvalidInput, NotFound
+from campaigns import approval, audit
+from campaigns.areas import unknown_codes
+from campaigns.errors import InvalidInput, NotFound, PermissionDenied
 from campaigns.models import ApiToken, Authority, Role, User, utcnow
+from campaigns.numbers import NumberRejected, normalise_msisdn
+
+Actor = User | str
+
+AUTHORITY_CODE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+MAX_USERNAME: Final = 64
+MAX_NAME: Final = 200
+MAX_APPROVALS: Final = 100
+AUTHORITY_ROLES: Final = (Role.SUBMITTER, Role.APPROVER)
+OPERATOR_ROLES: Final = (Role.OPERATOR, Role.ADMIN)
+
+
+class AuthorityChanges(BaseModel):
+    """An update of an authority: the fields given are changed, the others stay as they are.
+
+    `public_key` given as None removes the key.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    areas: list[str] | None = None
+    approvals_normal: int | None = None
+    approvals_urgent: int | None = None
+    test_numbers: list[str] | None = None
+    public_key: str | None = None
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """A user with the code of their authority and how many live tokens they hold."""
+
+    user: User
+    authority_code: str | None
+    live_tokens: int
 
 
 def hash_token(token: str) -> str:
@@ -14,14 +65,157 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+# --- authorities ----------------------------------------------------------------------------
+
+
 def create_authority(
-    *, session: Session, code: str, name: str, areas: list[str] | None = None
+    *,
+    session: Session,
+    code: str,
+    name: str,
+    areas: list[str] | None = None,
+    approvals_normal: int = 1,
+    approvals_urgent: int = 1,
+    test_numbers: list[str] | None = None,
+    public_key: str | None = None,
+    actor: Actor | None = None,
 ) -> Authority:
     """Register a competent authority, allowed to target `areas`."""
-    authority = Authority(code=code, name=name, areas=areas or [])
+    _require_admin(actor)
+    if not AUTHORITY_CODE.fullmatch(code):
+        raise InvalidInput(
+            f"authority code {code!r} must be 1 to 32 letters, digits, '.', '_' or '-'"
+        )
+    if session.exec(select(Authority).where(Authority.code == code)).first() is not None:
+        raise InvalidInput(f"authority code {code!r} is taken")
+    authority = Authority(
+        code=code,
+        name=_checked_name("name", name),
+        areas=_checked_areas(session, areas or []),
+        approvals_normal=_checked_approvals("approvals_normal", approvals_normal),
+        approvals_urgent=_checked_approvals("approvals_urgent", approvals_urgent),
+        test_numbers=_checked_test_numbers(test_numbers or []),
+        public_key=_checked_public_key(public_key),
+    )
     session.add(authority)
     session.flush()
+    _audit(session, actor, "authority.create", f"authority:{code}", _described(authority))
     return authority
+
+
+def update_authority(
+    *, session: Session, authority: Authority, changes: AuthorityChanges, actor: Actor | None
+) -> Authority:
+    """Apply `changes` to `authority`; audit what actually changed, from what to what."""
+    _require_admin(actor)
+    checked = _checked_changes(session, changes)
+    before = _described(authority)
+    diff = {
+        field: {"from": before[field], "to": value}
+        for field, value in checked.items()
+        if before[field] != value
+    }
+    if not diff:
+        return authority
+    for field, value in checked.items():
+        setattr(authority, field, value)
+    session.add(authority)
+    session.flush()
+    _audit(session, actor, "authority.update", f"authority:{authority.code}", {"changes": diff})
+    return authority
+
+
+def authority_by_code(*, session: Session, code: str) -> Authority:
+    """The authority with `code`."""
+    authority = session.exec(select(Authority).where(Authority.code == code)).first()
+    if authority is None:
+        raise NotFound(f"no authority {code!r}")
+    return authority
+
+
+def list_authorities(*, session: Session) -> list[Authority]:
+    """Every authority, by code."""
+    return list(session.exec(select(Authority).order_by(col(Authority.code))))
+
+
+def _checked_changes(session: Session, changes: AuthorityChanges) -> dict[str, object]:
+    given = changes.model_fields_set
+    checked: dict[str, object] = {}
+    if "name" in given:
+        checked["name"] = _checked_name("name", changes.name)
+    if "areas" in given:
+        checked["areas"] = _checked_areas(session, _not_null("areas", changes.areas))
+    for field in ("approvals_normal", "approvals_urgent"):
+        if field in given:
+            checked[field] = _checked_approvals(field, getattr(changes, field))
+    if "test_numbers" in given:
+        checked["test_numbers"] = _checked_test_numbers(
+            _not_null("test_numbers", changes.test_numbers)
+        )
+    if "public_key" in given:
+        checked["public_key"] = _checked_public_key(changes.public_key)
+    return checked
+
+
+def _not_null(field: str, values: list[str] | None) -> list[str]:
+    if values is None:
+        raise InvalidInput(f"{field} may not be null; give [] for none")
+    return values
+
+
+def _checked_name(field: str, name: str | None) -> str:
+    text = unicodedata.normalize("NFC", name or "").strip()
+    if not text or len(text) > MAX_NAME:
+        raise InvalidInput(f"{field} must be 1 to {MAX_NAME} characters")
+    return text
+
+
+def _checked_areas(session: Session, codes: list[str]) -> list[str]:
+    codes = list(dict.fromkeys(code.strip() for code in codes))
+    if unknown := unknown_codes(session, codes):
+        raise InvalidInput(f"areas: unknown area codes {', '.join(repr(c) for c in unknown)}")
+    return codes
+
+
+def _checked_approvals(field: str, count: int | None) -> int:
+    if count is None or not 1 <= count <= MAX_APPROVALS:
+        raise InvalidInput(f"{field} must be between 1 and {MAX_APPROVALS}")
+    return count
+
+
+def _checked_test_numbers(numbers: list[str]) -> list[str]:
+    normalised = []
+    for raw in numbers:
+        try:
+            normalised.append(normalise_msisdn(raw))
+        except NumberRejected as error:  # its message shows the number masked
+            raise InvalidInput(f"test number: {error}") from None
+    return list(dict.fromkeys(normalised))
+
+
+def _checked_public_key(encoded: str | None) -> str | None:
+    if encoded is None:
+        return None
+    try:
+        key = approval.parse_public_key(encoded.strip())
+    except ValueError as error:
+        raise InvalidInput(f"public_key: {error}") from None
+    return base64.b64encode(key.public_bytes_raw()).decode()
+
+
+def _described(authority: Authority) -> dict[str, object]:
+    return {
+        "code": authority.code,
+        "name": authority.name,
+        "areas": list(authority.areas),
+        "approvals_normal": authority.approvals_normal,
+        "approvals_urgent": authority.approvals_urgent,
+        "test_numbers": list(authority.test_numbers),
+        "public_key": authority.public_key,
+    }
+
+
+# --- people ---------------------------------------------------------------------------------
 
 
 def create_user(
@@ -31,36 +225,88 @@ def create_user(
     name: str,
     role: Role,
     authority: Authority | None,
+    actor: Actor | None = None,
 ) -> tuple[User, str]:
     """Create a user and return it with its first API token, shown only this once."""
-    if role in (Role.SUBMITTER, Role.APPROVER) and authority is None:
-        raise InvalidInput(f"a {role} belongs to an authority")
-    if role in (Role.OPERATOR, Role.ADMIN) and authority is not None:
-        raise InvalidInput(f"an {role} belongs to the operator, not to an authority")
+    _require_admin(actor)
+    username = _checked_username(username)
+    if role in AUTHORITY_ROLES and authority is None:
+        raise InvalidInput(f"a user with role {role} belongs to an authority")
+    if role in OPERATOR_ROLES and authority is not None:
+        raise InvalidInput(f"a user with role {role} belongs to the operator, not to an authority")
     if session.exec(select(User).where(User.username == username)).first() is not None:
         raise InvalidInput(f"username {username!r} is taken")
     user = User(
         username=username,
-        name=name,
+        name=_checked_name("name", name),
         role=role,
         authority_id=authority.id if authority else None,
     )
     session.add(user)
     session.flush()
-    return user, issue_token(session=session, user=user)
+    details = {
+        "username": username,
+        "name": user.name,
+        "role": str(role),
+        "authority": authority.code if authority else None,
+    }
+    _audit(session, actor, "user.create", f"user:{username}", details)
+    return user, issue_token(session=session, user=user, actor=actor)
 
 
-def issue_token(*, session: Session, user: User) -> str:
+def user_by_username(*, session: Session, username: str) -> User:
+    """The user called `username`."""
+    username = unicodedata.normalize("NFC", username)
+    user = session.exec(select(User).where(User.username == username)).first()
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    return user
+
+
+def list_users(*, session: Session, authority: Authority | None = None) -> list[UserSummary]:
+    """Users by username, all or of one authority, with their live token counts."""
+    live = and_(col(ApiToken.user_id) == User.id, col(ApiToken.revoked_at).is_(None))
+    query = (
+        select(User, Authority.code, func.count(col(ApiToken.id)))
+        .outerjoin(Authority, col(Authority.id) == User.authority_id)
+        .outerjoin(ApiToken, live)
+        .group_by(col(User.id), col(Authority.code))
+        .order_by(col(User.username))
+    )
+    if authority is not None:
+        query = query.where(User.authority_id == authority.id)
+    return [UserSummary(user, code, int(count)) for user, code, count in session.exec(query)]
+
+
+def _checked_username(username: str) -> str:
+    username = unicodedata.normalize("NFC", username)
+    if not 1 <= len(username) <= MAX_USERNAME or any(
+        ch.isspace() or not ch.isprintable() or ch == "/" for ch in username
+    ):
+        raise InvalidInput(
+            f"username must be 1 to {MAX_USERNAME} printable characters, without spaces or '/'"
+        )
+    return username
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+def issue_token(*, session: Session, user: User, actor: Actor | None = None) -> str:
     """A new API token for `user`; only its hash is stored."""
+    _require_admin(actor)
     assert user.id is not None
     token = secrets.token_urlsafe(32)
-    session.add(ApiToken(user_id=user.id, token_hash=hash_token(token)))
+    stored = ApiToken(user_id=user.id, token_hash=hash_token(token))
+    session.add(stored)
     session.flush()
+    _audit(session, actor, "token.issue", f"user:{user.username}", {"token_id": stored.id})
     return token
 
 
-def revoke_tokens(*, session: Session, user: User) -> int:
+def revoke_tokens(*, session: Session, user: User, actor: Actor | None = None) -> int:
     """Revoke every live token of `user`; return how many."""
+    _require_admin(actor)
     tokens = session.exec(
         select(ApiToken).where(ApiToken.user_id == user.id, col(ApiToken.revoked_at).is_(None))
     ).all()
@@ -68,6 +314,8 @@ def revoke_tokens(*, session: Session, user: User) -> int:
         token.revoked_at = utcnow()
         session.add(token)
     session.flush()
+    details = {"revoked": len(tokens), "token_ids": [token.id for token in tokens]}
+    _audit(session, actor, "token.revoke", f"user:{user.username}", details)
     return len(tokens)
 
 
@@ -80,9 +328,20 @@ def user_by_token(*, session: Session, token: str) -> User | None:
     ).first()
 
 
-def user_by_username(*, session: Session, username: str) -> User:
-    """The user called `username`."""
-    user = session.exec(select(User).where(User.username == username)).first()
-    if user is None:
-        raise NotFound(f"no user {username!r}")
-    return user
+# --- who may, and the log -------------------------------------------------------------------
+
+
+def _require_admin(actor: Actor | None) -> None:
+    if isinstance(actor, User) and actor.role != Role.ADMIN:
+        raise PermissionDenied("only an admin manages authorities, people and tokens")
+
+
+def _audit(
+    session: Session,
+    actor: Actor | None,
+    action: str,
+    subject: str,
+    details: Mapping[str, object],
+) -> None:
+    if actor is not None:
+        audit.record(session=session, actor=actor, action=action, subject=subject, details=details)

@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 
 from dispatcher.commands import audit as audit_commands
+from dispatcher.commands import people as people_commands
+from dispatcher.commands.sign import keygen, sign
 from dispatcher.settings import get_settings
 from dispatcher.smsc.command import smsc_sim
 
@@ -19,6 +21,10 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(audit_commands.app, name="audit")
 app.command("smsc-sim")(smsc_sim)
+app.add_typer(people_commands.authorities_app, name="authorities")
+app.add_typer(people_commands.users_app, name="users")
+app.command("sign")(sign)
+app.command("keygen")(keygen)
 
 
 def _logging(level: str = "INFO") -> None:
@@ -111,6 +117,7 @@ def demo(
         with httpx.Client(base_url=stack.api_url, timeout=30) as client:
             campaign_id = flow.run_campaign(client, seeded)
             console.print(f"Campaign {campaign_id} created, submitted and approved via the API")
+            flow.print_preview(console, client, seeded.approver_token, campaign_id)
             body = flow.watch(stack, client, seeded.approver_token, campaign_id, timeout, console)
         flow.print_report(console, body)
         pending = flow.count_pending(database_url, campaign_id)

@@ -151,6 +151,23 @@ def watch(
             time.sleep(0.25)
 
 
+def print_preview(console: Console, api: httpx.Client, token: str, campaign_id: int) -> None:
+    """What the approver saw: the text, its encoding and what it costs."""
+    answer = api.get(
+        f"/v1/campaigns/{campaign_id}/preview", headers={"Authorization": f"Bearer {token}"}
+    )
+    _check(answer)
+    preview = answer.json()
+    sent, plain = preview["sent"], preview["unaccented_alternative"]
+    console.print(f"Text: [italic]{sent['text']}[/]")
+    console.print(
+        f"Encoding {sent['encoding'].upper()}, {sent['characters']} characters, "
+        f"{sent['segments']} SMS per message; {preview['recipients']:,} recipients, "
+        f"{preview['total_sms']:,} SMS in all (unaccented it would be "
+        f"{plain['encoding'].upper()}, {plain['segments']} SMS per message)"
+    )
+
+
 def print_report(console: Console, body: dict[str, Any]) -> None:
     """The final report as a table."""
     label = " (EXERCISE)" if body["exercise"] else ""
