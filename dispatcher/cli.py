@@ -12,6 +12,7 @@ from rich.console import Console
 
 from dispatcher.commands import audit as audit_commands
 from dispatcher.commands import people as people_commands
+from dispatcher.commands import subscribers as subscriber_commands
 from dispatcher.commands.sign import keygen, sign
 from dispatcher.settings import get_settings
 from dispatcher.smsc.command import smsc_sim
@@ -20,6 +21,8 @@ app = typer.Typer(help="Public-information SMS dispatcher.", no_args_is_help=Tru
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(audit_commands.app, name="audit")
+app.add_typer(subscriber_commands.app, name="subscribers")
+app.add_typer(subscriber_commands.optout_app, name="optout")
 app.command("smsc-sim")(smsc_sim)
 app.add_typer(people_commands.authorities_app, name="authorities")
 app.add_typer(people_commands.users_app, name="users")
@@ -118,7 +121,15 @@ def demo(
             campaign_id = flow.run_campaign(client, seeded)
             console.print(f"Campaign {campaign_id} created, submitted and approved via the API")
             flow.print_preview(console, client, seeded.approver_token, campaign_id)
-            body = flow.watch(stack, client, seeded.approver_token, campaign_id, timeout, console)
+            body = flow.watch(
+                stack,
+                client,
+                seeded.approver_token,
+                campaign_id,
+                timeout,
+                console,
+                stall=receipt_timeout + 120,
+            )
         flow.print_report(console, body)
         pending = flow.count_pending(database_url, campaign_id)
     if body["status"] != "completed" or pending:

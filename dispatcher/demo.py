@@ -114,9 +114,19 @@ def report(api: httpx.Client, token: str, campaign_id: int) -> dict[str, Any]:
 
 
 def watch(
-    stack: Stack, api: httpx.Client, token: str, campaign_id: int, timeout: float, console: Console
+    stack: Stack,
+    api: httpx.Client,
+    token: str,
+    campaign_id: int,
+    timeout: float,
+    console: Console,
+    stall: float = 180.0,
 ) -> dict[str, Any]:
-    """Show live progress until the campaign reaches a final state; return the last report."""
+    """Show live progress until the campaign reaches a final state; return the last report.
+
+    Gives up after `timeout` seconds, or after `stall` seconds without any progress (an SMSC
+    that refuses the bind, say), pointing at the logs.
+    """
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -126,7 +136,8 @@ def watch(
     )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("sending", total=None, recipients="?", detail="expanding…")
-        started = time.monotonic()
+        started = last_change = time.monotonic()
+        last_seen: tuple[int, int] = (-1, -1)
         while True:
             stack.check_alive()
             body = report(api, token, campaign_id)
@@ -146,8 +157,13 @@ def watch(
             )
             if body["status"] in FINAL_CAMPAIGN_STATUSES:
                 return body
-            if elapsed > timeout:
-                raise TimeoutError(f"campaign {campaign_id} not finished after {timeout:.0f}s")
+            if (submitted, done) != last_seen:
+                last_seen, last_change = (submitted, done), time.monotonic()
+            if elapsed > timeout or time.monotonic() - last_change > stall:
+                raise TimeoutError(
+                    f"campaign {campaign_id} not finished after {elapsed:.0f}s "
+                    f"({submitted} submitted, {done} final); see {stack.logs}/worker.log"
+                )
             time.sleep(0.25)
 
 

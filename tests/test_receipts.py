@@ -117,3 +117,45 @@ def test_a_receipt_does_not_change_a_final_status(engine: Engine, messages: list
     matcher.apply([Receipt("1", MessageStatus.UNDELIVERABLE, 0)])
     assert _statuses(engine)[0] == "delivered"
     assert matcher.abandoned == 1
+
+
+def test_messages_without_a_receipt_end_unknown_after_the_timeout(
+    engine: Engine, messages: list[int]
+) -> None:
+    from dispatcher.delivery import expire_unanswered
+
+    store_submit_results(engine, [SubmitResult(messages[0], 0, "1", 0)])
+    with engine.connect() as connection:
+        campaign_id = connection.execute(select(Message.campaign_id)).scalars().first()
+    assert campaign_id is not None
+    assert expire_unanswered(engine, campaign_id, timeout=3600) == 0
+    assert expire_unanswered(engine, campaign_id, timeout=0) == 1
+    assert _statuses(engine)[0] == "unknown"
+    # A receipt that arrives after that changes nothing.
+    ReceiptMatcher(engine).apply([Receipt("1", MessageStatus.DELIVERED, 0)])
+    assert _statuses(engine)[0] == "unknown"
+
+
+def test_a_long_message_is_delivered_only_when_every_part_is(
+    engine: Engine, messages: list[int]
+) -> None:
+    with engine.begin() as connection:
+        connection.execute(Message.__table__.update().values(parts=2))  # type: ignore[attr-defined]
+    store_submit_results(
+        engine,
+        [
+            SubmitResult(messages[0], 0, "10", 0),
+            SubmitResult(messages[0], 1, "11", 0),
+            SubmitResult(messages[1], 0, "20", 0),
+            SubmitResult(messages[1], 1, "21", 0),
+        ],
+    )
+    matcher = ReceiptMatcher(engine)
+    matcher.apply(
+        [Receipt("10", MessageStatus.DELIVERED, 0), Receipt("20", MessageStatus.DELIVERED, 0)]
+    )
+    assert _statuses(engine)[:2] == ["submitted", "submitted"]
+    matcher.apply(
+        [Receipt("11", MessageStatus.DELIVERED, 0), Receipt("21", MessageStatus.UNDELIVERABLE, 1)]
+    )
+    assert _statuses(engine)[:2] == ["delivered", "undeliverable"]
