@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 
 from dispatcher import embedded_redis, migrate
 from dispatcher.db import make_engine
@@ -24,7 +25,8 @@ TEST_REDIS_URL = os.environ.get("DISPATCHER_TEST_REDIS_URL")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The Redis the tests use, started once."""
     if TEST_REDIS_URL:
-        yield TEST_REDIS_URL
+        # A database of its own (1-15) keeps concurrent test runs from flushing each other.
+        yield str(make_url(TEST_REDIS_URL).set(database=str(1 + os.getpid() % 15)))
         return
     var_dir = tmp_path_factory.mktemp("redis")
     embedded_redis.ensure_running(var_dir)
@@ -41,20 +43,40 @@ def redis_url(redis_server: str) -> str:
     return redis_server
 
 
+def _own_schema(url: str) -> tuple[str, str]:
+    """The URL with a search_path of its own, so that concurrent test runs never meet."""
+    schema = f"test_{os.getpid()}"
+    isolated = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+    return isolated.render_as_string(hide_password=False), schema
+
+
 @pytest.fixture
 def database_url(tmp_path: Path) -> str:
     """A database migrated to head, empty of data."""
     if TEST_DATABASE_URL:
+        url, schema = _own_schema(TEST_DATABASE_URL)
         engine = make_engine(TEST_DATABASE_URL)
         with engine.begin() as connection:
-            connection.execute(text("DROP SCHEMA public CASCADE"))
-            connection.execute(text("CREATE SCHEMA public"))
+            connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            connection.execute(text(f"CREATE SCHEMA {schema}"))
         engine.dispose()
-        url = TEST_DATABASE_URL
     else:
         url = f"sqlite:///{tmp_path / 'test.db'}"
     migrate.upgrade(url)
     return url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_schema() -> Iterator[None]:
+    """Leave no test schema behind on the shared PostgreSQL."""
+    yield
+    if TEST_DATABASE_URL:
+        engine = make_engine(TEST_DATABASE_URL)
+        with engine.begin() as connection:
+            connection.execute(
+                text(f"DROP SCHEMA IF EXISTS {_own_schema(TEST_DATABASE_URL)[1]} CASCADE")
+            )
+        engine.dispose()
 
 
 @pytest.fixture
