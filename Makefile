@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install demo test lint bench all clean
+.PHONY: install demo test lint bench bench-import all clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,11 @@ lint: install
 
 bench: install
 	$(BIN)/dispatcher bench
+
+# 2 million generated rows into DISPATCHER_DATABASE_URL (unset: a scratch SQLite file), twice.
+# On a scratch database that already has subscribers: make bench-import ARGS=--wipe
+bench-import: install
+	$(BIN)/python -m dispatcher.import_bench --rows 2000000 $(ARGS)
 
 all: lint test
 

@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from dispatcher import queue
-from dispatcher.api import admin, areas, audit, campaigns, errors
+from dispatcher.api import admin, areas, audit, campaigns, errors, recipients
 from dispatcher.settings import get_settings
 
 
@@ -28,6 +28,8 @@ def create_app() -> FastAPI:
     app.include_router(audit.router)
     app.include_router(areas.router)
     app.include_router(admin.router)
+    app.include_router(recipients.opt_out_router)
+    app.include_router(recipients.list_router)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

@@ -1,0 +1,180 @@
+"""Recipient endpoints: opt-outs (operators) and uploaded recipient lists (authorities).
+
+No number is logged here; rejected values are shown to the list's authority, operators and
+admins as uploaded (they fix the data), and masked for auditors.
+"""
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+
+from campaigns import registry
+from campaigns.models import OptOut, RecipientList, RecipientListRejection, Role, User
+from campaigns.numbers import mask
+from dispatcher.api.deps import CurrentUser, SessionDep
+
+opt_out_router = APIRouter(prefix="/v1/opt-outs", tags=["opt-outs"])
+list_router = APIRouter(prefix="/v1/recipient-lists", tags=["recipient lists"])
+
+
+class OptOutIn(BaseModel):
+    """A number (any written form) that wants no more non-urgent messages."""
+
+    msisdn: str = Field(min_length=1, max_length=64)
+    source: str = Field(default="api", max_length=64)
+
+
+class OptOutPublic(BaseModel):
+    """An opt-out as the API shows it, the number in E.164."""
+
+    msisdn: str
+    source: str
+    created_at: datetime
+
+
+class RecipientListPublic(BaseModel):
+    """An uploaded list: how many numbers it holds and how many rows were refused."""
+
+    id: int
+    name: str
+    authority_id: int
+    accepted: int
+    rejected: int
+    created_at: datetime
+    rejections_url: str
+
+
+class RecipientListCreated(RecipientListPublic):
+    """The answer to an upload; `duplicates`: rows repeating a number already in the list."""
+
+    duplicates: int
+
+
+class RejectionPublic(BaseModel):
+    """One refused row of an upload."""
+
+    line: int
+    raw: str
+    reason: str
+
+
+def _opt_out(opt_out: OptOut) -> OptOutPublic:
+    return OptOutPublic(msisdn=opt_out.msisdn, source=opt_out.source, created_at=opt_out.created_at)
+
+
+@opt_out_router.post("", status_code=201, response_model=OptOutPublic)
+def add_opt_out(
+    body: OptOutIn, session: SessionDep, actor: CurrentUser, response: Response
+) -> OptOutPublic:
+    """Leave a number out of non-urgent campaigns: 201 when new, 200 when it already was."""
+    opt_out, added = registry.add_opt_out(
+        session=session, msisdn=body.msisdn, source=body.source, actor=actor
+    )
+    if not added:
+        response.status_code = 200
+    return _opt_out(opt_out)
+
+
+@opt_out_router.get("/{msisdn}", response_model=OptOutPublic)
+def get_opt_out(msisdn: str, session: SessionDep, actor: CurrentUser) -> OptOutPublic:
+    """The opt-out of a number (any written form; "+" as %2B); 404 if it has none."""
+    return _opt_out(registry.get_opt_out(session=session, msisdn=msisdn, actor=actor))
+
+
+@opt_out_router.delete("/{msisdn}", status_code=204)
+def remove_opt_out(msisdn: str, session: SessionDep, actor: CurrentUser) -> None:
+    """Let a number receive non-urgent campaigns again; 404 if it had not opted out."""
+    registry.remove_opt_out(session=session, msisdn=msisdn, actor=actor)
+
+
+def _list(recipients: RecipientList) -> RecipientListPublic:
+    assert recipients.id is not None
+    return RecipientListPublic(
+        id=recipients.id,
+        name=recipients.name,
+        authority_id=recipients.authority_id,
+        accepted=recipients.accepted,
+        rejected=recipients.rejected,
+        created_at=recipients.created_at,
+        rejections_url=f"{list_router.prefix}/{recipients.id}/rejections",
+    )
+
+
+@list_router.post("", status_code=201, response_model=RecipientListCreated)
+def upload_list(
+    name: Annotated[str, Form(min_length=1, max_length=200)],
+    file: Annotated[UploadFile, File(description="CSV: one number a row, or an msisdn column")],
+    session: SessionDep,
+    actor: CurrentUser,
+) -> RecipientListCreated:
+    """Upload a list of numbers for the caller's authority (submitters)."""
+    text = io.TextIOWrapper(file.file, encoding="utf-8-sig", errors="replace", newline="")
+    try:
+        recipients, duplicates = registry.create_recipient_list(
+            session=session, name=name, lines=text, actor=actor
+        )
+    finally:
+        text.detach()  # the upload closes its own file
+    return RecipientListCreated(**_list(recipients).model_dump(), duplicates=duplicates)
+
+
+@list_router.get("/{list_id}", response_model=RecipientListPublic)
+def get_list(list_id: int, session: SessionDep, actor: CurrentUser) -> RecipientListPublic:
+    """One list: its authority's people, operators, auditors and admins see it."""
+    return _list(registry.get_recipient_list(session=session, list_id=list_id, actor=actor))
+
+
+@list_router.get(
+    "/{list_id}/rejections",
+    response_model=list[RejectionPublic],
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def get_rejections(
+    list_id: int,
+    session: SessionDep,
+    actor: CurrentUser,
+    format: Annotated[Literal["json", "csv"], Query(description="csv: every row, streamed")] = (
+        "json"
+    ),
+    after_line: Annotated[int, Query(ge=0, description="JSON: rows after this line")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="JSON: rows at most")] = 1000,
+) -> list[RejectionPublic] | StreamingResponse:
+    """The rows of an upload that were refused, with line, raw value and reason."""
+    recipients = registry.get_recipient_list(session=session, list_id=list_id, actor=actor)
+    if format == "csv":
+        filename = f"recipient-list-{list_id}-rejections.csv"
+        return StreamingResponse(
+            _csv(session, recipients, actor),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+    rows = registry.list_rejections(
+        session=session, recipients=recipients, after_line=after_line, limit=limit
+    )
+    return [_rejection(row, actor) for row in rows]
+
+
+def _rejection(row: RecipientListRejection, actor: User) -> RejectionPublic:
+    raw = mask(row.raw.strip()) if actor.role == Role.AUDITOR else row.raw
+    return RejectionPublic(line=row.line, raw=raw, reason=row.reason)
+
+
+def _csv(session: Session, recipients: RecipientList, actor: User) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("line", "raw", "reason"))
+    for row in registry.list_rejections(session=session, recipients=recipients):
+        public = _rejection(row, actor)
+        writer.writerow((public.line, public.raw, public.reason))
+        if buffer.tell() > 64 * 1024:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
