@@ -1,4 +1,4 @@
-"""The subscriber registry, opt-outs and uploaded recipient lists, read from CSV by streaming.
+"""The subscriber registry read from CSV by streaming, and the CSV reading it shares.
 
 Registry files (`dispatcher subscribers import`): a header row, then one subscriber per row.
 - `msisdn` (required): a Vietnamese mobile number in any written form; old 11-digit numbers
@@ -15,9 +15,9 @@ temporary table (COPY on PostgreSQL) and merged in one statement at the end, ins
 caller's transaction: memory stays flat whatever the file's size, and the registry changes all
 at once or not at all.
 
-Number files (opt-outs, recipient lists): one number per row, in the first column or in the
-column a header row names `msisdn`; opt-out files may name a `source` column too.
-Rejected rows are never dropped silently: each is handed back with its line, raw value and
+Number files (read here for `optouts` and `recipient_lists`): one number per row, in the first
+column or in the column a header row names `msisdn`; opt-out files may name a `source` column
+too. Rejected rows are never dropped silently: each is handed back with its line, raw value and
 reason. Nothing here logs a number.
 """
 
@@ -32,12 +32,12 @@ from typing import Any, Final, NamedTuple, Protocol, TypeVar, cast
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, SQLModel, select
 
 from campaigns import audit
-from campaigns.errors import InvalidInput, NotFound, PermissionDenied
-from campaigns.models import Area, OptOut, RecipientList, RecipientListRejection, Role, User, utcnow
-from campaigns.numbers import NumberRejected, mask, normalise_msisdn, try_normalise
+from campaigns.errors import InvalidInput
+from campaigns.models import Area, User
+from campaigns.numbers import try_normalise
 
 CHUNK_ROWS: Final = 20_000
 LIST_CHUNK_ROWS: Final = 5_000  # a multi-row INSERT of this many stays under every bind limit
@@ -46,14 +46,9 @@ OPTIONAL_COLUMNS: Final = ("status",)
 DEFAULT_STATUS: Final = "active"
 UNKNOWN_AREA: Final = "unknown_area"
 INVALID_STATUS: Final = "invalid_status"
-RAW_STORED: Final = 200  # characters of a rejected value kept in the database
 _STATUS: Final = re.compile(r"[a-z][a-z_-]{0,15}")
-_OPERATORS: Final = (Role.OPERATOR, Role.ADMIN)
 
 _SUBSCRIBER: Final = SQLModel.metadata.tables["subscriber"]
-_OPT_OUT: Final = SQLModel.metadata.tables["opt_out"]
-_ENTRY: Final = SQLModel.metadata.tables["recipient_list_entry"]
-_REJECTION: Final = SQLModel.metadata.tables["recipient_list_rejection"]
 # Rows of the import under way, on this connection only.
 _STAGING: Final = sa.Table(
     "subscriber_import",
@@ -121,16 +116,6 @@ class ImportSummary(Staged):
     duplicates: int = 0
 
 
-@dataclass
-class NumbersSummary:
-    """What an opt-out import did."""
-
-    read: int = 0
-    added: int = 0
-    unchanged: int = 0  # already opted out, or repeated in the file
-    rejected: Counter[str] = field(default_factory=Counter)
-
-
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """Lists of up to `size` consecutive items, taken lazily."""
     iterator = iter(items)
@@ -182,7 +167,7 @@ def merge_subscribers(*, session: Session, staged: Staged, actor: User | str) ->
     distinct = connection.execute(
         sa.select(sa.func.count(sa.distinct(_STAGING.c.msisdn)))
     ).scalar_one()
-    changed = _written(connection, _upsert_latest(connection))
+    changed = rows_written(connection, _upsert_latest(connection))
     inserted = connection.execute(count_subscribers).scalar_one() - before
     _STAGING.drop(connection)
     summary = ImportSummary(
@@ -285,7 +270,7 @@ def _upsert_latest(connection: sa.Connection) -> sa.Executable:
     latest = sa.select(ranked.c.msisdn, ranked.c.area_code, ranked.c.status).where(
         ranked.c.rank == 1
     )
-    statement = _dialect_insert(connection, _SUBSCRIBER).from_select(
+    statement = dialect_insert(connection, _SUBSCRIBER).from_select(
         ["msisdn", "area_code", "status"], latest
     )
     excluded = statement.excluded
@@ -299,24 +284,7 @@ def _upsert_latest(connection: sa.Connection) -> sa.Executable:
     )
 
 
-def _written(connection: sa.Connection, statement: sa.Executable) -> int:
-    # The rows an INSERT wrote; SQLAlchemy keeps an INSERT's row count only when asked to.
-    result = connection.execute(statement.execution_options(preserve_rowcount=True))
-    return int(result.rowcount)
-
-
-def _dialect_insert(
-    connection: sa.Connection, table: sa.Table
-) -> postgresql.Insert | sqlite.Insert:
-    # INSERT … ON CONFLICT is written per dialect.
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    if connection.dialect.name == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"no upsert for {connection.dialect.name}")
-
-
-# --- Number files: opt-outs and recipient lists -------------------------------------------------
+# --- Shared with opt-outs and recipient lists: number files, upserts ----------------------------
 
 
 def number_rows(lines: Iterable[str], source: str = "") -> Iterator[NumberRow | RowRejection]:
@@ -338,163 +306,16 @@ def number_rows(lines: Iterable[str], source: str = "") -> Iterator[NumberRow | 
         yield NumberRow(reader.line_num, msisdn, given or source)
 
 
-def _require_operator(actor: User) -> None:
-    if actor.role not in _OPERATORS:
-        raise PermissionDenied("only an operator or an admin manages opt-outs")
+def rows_written(connection: sa.Connection, statement: sa.Executable) -> int:
+    """The rows an INSERT wrote (SQLAlchemy keeps an INSERT's row count only when asked to)."""
+    result = connection.execute(statement.execution_options(preserve_rowcount=True))
+    return int(result.rowcount)
 
 
-def _normalised(raw: str) -> str:
-    try:
-        return normalise_msisdn(raw)
-    except NumberRejected as error:  # its message masks the number
-        raise InvalidInput(f"msisdn: {error}") from error
-
-
-def get_opt_out(*, session: Session, msisdn: str, actor: User) -> OptOut:
-    """The opt-out of a number written in any form."""
-    _require_operator(actor)
-    number = _normalised(msisdn)
-    opt_out = session.get(OptOut, number)
-    if opt_out is None:
-        raise NotFound(f"{mask(number)} has not opted out")
-    return opt_out
-
-
-def add_opt_out(*, session: Session, msisdn: str, source: str, actor: User) -> tuple[OptOut, bool]:
-    """Leave a number out of non-urgent campaigns; return the opt-out and whether it is new."""
-    _require_operator(actor)
-    number = _normalised(msisdn)
-    connection = session.connection()
-    statement = _dialect_insert(connection, _OPT_OUT).values(
-        msisdn=number, source=source, created_at=utcnow()
-    )
-    added = _written(connection, statement.on_conflict_do_nothing()) == 1
-    if added:
-        _audit_opt_out(session, actor, "opt_out.add", number, source)
-    opt_out = session.get(OptOut, number, populate_existing=True)
-    assert opt_out is not None
-    return opt_out, added
-
-
-def remove_opt_out(*, session: Session, msisdn: str, actor: User) -> None:
-    """Let a number receive non-urgent campaigns again."""
-    opt_out = get_opt_out(session=session, msisdn=msisdn, actor=actor)
-    session.delete(opt_out)
-    session.flush()
-    _audit_opt_out(session, actor, "opt_out.remove", opt_out.msisdn, opt_out.source)
-
-
-def _audit_opt_out(session: Session, actor: User, action: str, msisdn: str, source: str) -> None:
-    subject = f"opt_out:{mask(msisdn)}"
-    audit.record(
-        session=session, actor=actor, action=action, subject=subject, details={"source": source}
-    )
-
-
-def import_opt_outs(
-    *,
-    session: Session,
-    lines: Iterable[str],
-    source: str,
-    actor: User | str,
-    on_rejection: OnRejection | None = None,
-    chunk_rows: int = LIST_CHUNK_ROWS,
-) -> NumbersSummary:
-    """Add the numbers of a CSV to the opt-outs; those already there keep their first record."""
-    summary = NumbersSummary()
-    connection = session.connection()
-    for chunk in chunks(number_rows(lines, source), chunk_rows):
-        summary.read += len(chunk)
-        numbers: dict[str, str] = {}
-        for row in chunk:
-            if isinstance(row, NumberRow):
-                numbers.setdefault(row.msisdn, row.source)
-            else:
-                summary.rejected[row.reason] += 1
-                if on_rejection is not None:
-                    on_rejection(row)
-        if numbers:
-            now = utcnow()
-            values = [{"msisdn": n, "source": s, "created_at": now} for n, s in numbers.items()]
-            statement = _dialect_insert(connection, _OPT_OUT).values(values)
-            summary.added += _written(connection, statement.on_conflict_do_nothing())
-    summary.unchanged = summary.read - sum(summary.rejected.values()) - summary.added
-    details = {"read": summary.read, "added": summary.added, "source": source}
-    audit.record(
-        session=session, actor=actor, action="opt_out.import", subject="opt_out", details=details
-    )
-    return summary
-
-
-def create_recipient_list(
-    *,
-    session: Session,
-    name: str,
-    lines: Iterable[str],
-    actor: User,
-    chunk_rows: int = LIST_CHUNK_ROWS,
-) -> tuple[RecipientList, int]:
-    """Store an uploaded list for the actor's authority; return it and how many rows repeated."""
-    if actor.role != Role.SUBMITTER or actor.authority_id is None:
-        raise PermissionDenied("only a submitter of an authority uploads recipient lists")
-    assert actor.id is not None
-    recipients = RecipientList(authority_id=actor.authority_id, name=name, created_by_id=actor.id)
-    session.add(recipients)
-    session.flush()
-    list_id = recipients.id
-    connection = session.connection()
-    valid = 0
-    for chunk in chunks(number_rows(lines), chunk_rows):
-        numbers = [row.msisdn for row in chunk if isinstance(row, NumberRow)]
-        rejected = [row for row in chunk if isinstance(row, RowRejection)]
-        valid += len(numbers)
-        if numbers:
-            values = [{"list_id": list_id, "msisdn": n} for n in dict.fromkeys(numbers)]
-            statement = _dialect_insert(connection, _ENTRY).values(values)
-            recipients.accepted += _written(connection, statement.on_conflict_do_nothing())
-        if rejected:
-            connection.execute(sa.insert(_REJECTION), [_rejection(list_id, r) for r in rejected])
-            recipients.rejected += len(rejected)
-    session.add(recipients)
-    session.flush()
-    duplicates = valid - recipients.accepted
-    details = {"name": name, "accepted": recipients.accepted, "rejected": recipients.rejected}
-    audit.record(
-        session=session,
-        actor=actor,
-        action="recipient_list.create",
-        subject=f"recipient_list:{list_id}",
-        details=details | {"duplicates": duplicates},
-    )
-    return recipients, duplicates
-
-
-def _rejection(list_id: int | None, row: RowRejection) -> dict[str, object]:
-    return {"list_id": list_id, "line": row.line, "raw": row.raw[:RAW_STORED], "reason": row.reason}
-
-
-def get_recipient_list(*, session: Session, list_id: int, actor: User) -> RecipientList:
-    """The list, if `actor` may see it: its authority's people, operators, auditors, admins."""
-    recipients = session.get(RecipientList, list_id)
-    if recipients is None or (
-        actor.authority_id is not None and recipients.authority_id != actor.authority_id
-    ):
-        raise NotFound(f"recipient list {list_id} not found")
-    return recipients
-
-
-def list_rejections(
-    *, session: Session, recipients: RecipientList, after_line: int = 0, limit: int | None = None
-) -> Iterator[RecipientListRejection]:
-    """The list's rejected rows in line order, after `after_line`, streamed from the database."""
-    statement = (
-        select(RecipientListRejection)
-        .where(
-            RecipientListRejection.list_id == recipients.id,
-            col(RecipientListRejection.line) > after_line,
-        )
-        .order_by(col(RecipientListRejection.line))
-        .limit(limit)
-        .execution_options(yield_per=1000)
-    )
-    yield from session.exec(statement)
+def dialect_insert(connection: sa.Connection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT of the connection's dialect, so that ON CONFLICT can be written."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if connection.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"no upsert for {connection.dialect.name}")

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 import redis
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from dispatcher import embedded_redis, migrate
+from dispatcher.api.app import create_app
 from dispatcher.db import make_engine
 
 TEST_DATABASE_URL = os.environ.get("DISPATCHER_TEST_DATABASE_URL")
@@ -104,3 +106,10 @@ def settings_env(
     get_engine().dispose()
     get_settings.cache_clear()
     get_engine.cache_clear()
+
+
+@pytest.fixture
+def client(settings_env: None) -> Iterator[TestClient]:
+    """A client of the API, its lifespan running, on the test database and Redis."""
+    with TestClient(create_app()) as client:
+        yield client

@@ -1,6 +1,5 @@
 """The campaign API over HTTP (in-process), on the real database and Redis."""
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -12,7 +11,6 @@ from sqlmodel import Session, select
 from campaigns import areas
 from campaigns.models import Campaign, CampaignStatus, Role
 from campaigns.people import create_authority, create_user
-from dispatcher.api.app import create_app
 from dispatcher.db import session_scope
 
 
@@ -50,12 +48,6 @@ def people(engine: Engine) -> People:
             )
         ]
     return People(*(_bearer(t) for t in tokens))
-
-
-@pytest.fixture
-def client(settings_env: None) -> Iterator[TestClient]:
-    with TestClient(create_app()) as client:
-        yield client
 
 
 CAMPAIGN = {

@@ -366,14 +366,6 @@ def callers(engine: Engine) -> Callers:
     return Callers(*({"Authorization": f"Bearer {token}"} for token in tokens))
 
 
-@pytest.fixture
-def client(settings_env: None) -> Iterator[TestClient]:
-    from dispatcher.api.app import create_app
-
-    with TestClient(create_app()) as client:
-        yield client
-
-
 def test_an_auditor_reads_entries_of_one_campaign_with_their_details(
     client: TestClient, callers: Callers, engine: Engine
 ) -> None:

@@ -1,7 +1,6 @@
 """The campaign lifecycle over the HTTP API: four eyes, content hash, signatures, states."""
 
 import base64
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,7 +12,6 @@ from sqlmodel import Session, select
 
 from campaigns.approval import signed_message
 from campaigns.models import Authority, Campaign, Message, User
-from dispatcher.api.app import create_app
 from dispatcher.db import session_scope
 from tests.world import World, build
 
@@ -32,12 +30,6 @@ CAMPAIGN = {
 @pytest.fixture
 def world(engine: Engine) -> World:
     return build(engine)
-
-
-@pytest.fixture
-def client(settings_env: None) -> Iterator[TestClient]:
-    with TestClient(create_app()) as client:
-        yield client
 
 
 def create(client: TestClient, world: World, **changes: object) -> dict[str, object]:

@@ -4,7 +4,6 @@ import base64
 import json
 import shlex
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,14 +210,6 @@ def callers(seeded: Engine) -> Callers:
         admin=_bearer(tokens[Role.ADMIN]),
         by_role={role: _bearer(token) for role, token in tokens.items()},
     )
-
-
-@pytest.fixture
-def client(settings_env: None) -> Iterator[TestClient]:
-    from dispatcher.api.app import create_app
-
-    with TestClient(create_app()) as client:
-        yield client
 
 
 ENDPOINTS = [

@@ -1,13 +1,10 @@
 """The permission matrix: every endpoint × every role × own or other authority."""
 
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from campaigns.models import Campaign, CampaignStatus
-from dispatcher.api.app import create_app
 from dispatcher.db import session_scope
 from tests.test_campaigns import CAMPAIGN
 from tests.world import World, build
@@ -46,12 +43,6 @@ ENDPOINTS: dict[str, tuple[str, str, CampaignStatus, object, set[str]]] = {
 @pytest.fixture
 def world(engine: Engine) -> World:
     return build(engine)
-
-
-@pytest.fixture
-def client(settings_env: None) -> Iterator[TestClient]:
-    with TestClient(create_app()) as client:
-        yield client
 
 
 def _campaign_in(

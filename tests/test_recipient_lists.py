@@ -2,7 +2,6 @@
 
 import csv
 import io
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -10,9 +9,8 @@ from httpx import Response
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from campaigns import registry, targeting
+from campaigns import optouts, targeting
 from campaigns.models import AuditEntry, Campaign, Priority, RecipientListEntry, Subscriber
-from dispatcher.api.app import create_app
 from dispatcher.db import session_scope
 from tests.world import World, build
 
@@ -40,12 +38,6 @@ REJECTED = [
 @pytest.fixture
 def world(engine: Engine) -> World:
     return build(engine)
-
-
-@pytest.fixture
-def client(settings_env: None) -> Iterator[TestClient]:
-    with TestClient(create_app()) as client:
-        yield client
 
 
 def _upload(client: TestClient, world: World, actor: str, text: str = UPLOAD) -> Response:
@@ -187,7 +179,7 @@ def test_a_number_in_both_the_list_and_the_areas_is_counted_once(
         assert reached(list_id, [], Priority.NORMAL) == 3
         assert reached(list_id, ["622"], Priority.NORMAL) == 4
         # An opted-out number of the list is left out of a normal campaign, kept in an urgent one.
-        registry.import_opt_outs(session=session, lines=["0912345679\n"], source="t", actor="t")
+        optouts.import_opt_outs(session=session, lines=["0912345679\n"], source="t", actor="t")
         assert reached(list_id, ["622"], Priority.NORMAL) == 3
         assert reached(list_id, ["622"], Priority.URGENT) == 4
 

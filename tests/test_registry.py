@@ -11,7 +11,7 @@ from rich.console import Console
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from campaigns import areas, registry, synthetic, targeting
+from campaigns import areas, optouts, registry, synthetic, targeting
 from campaigns.errors import InvalidInput
 from campaigns.models import (
     AuditEntry,
@@ -210,7 +210,7 @@ def test_an_opt_out_is_honoured_for_normal_campaigns_only(seeded: Engine) -> Non
         )
         subscriber = session.exec(select(Subscriber).order_by(col(Subscriber.id))).first()
         assert subscriber is not None
-        summary = registry.import_opt_outs(
+        summary = optouts.import_opt_outs(
             session=session,
             lines=["msisdn,source\n", f"0{subscriber.msisdn[3:]},hotline\n", "0912ab\n"],
             source="import",
@@ -228,8 +228,8 @@ def test_an_opt_out_is_honoured_for_normal_campaigns_only(seeded: Engine) -> Non
 def test_an_opt_out_import_keeps_the_first_record_of_a_number(seeded: Engine) -> None:
     lines = ["0912345678\n", "+84 912 345 678\n", "0912345679\n", "+66812345678\n"]
     with session_scope(seeded) as session:
-        first = registry.import_opt_outs(session=session, lines=lines, source="a", actor="t")
-        again = registry.import_opt_outs(session=session, lines=lines, source="b", actor="t")
+        first = optouts.import_opt_outs(session=session, lines=lines, source="a", actor="t")
+        again = optouts.import_opt_outs(session=session, lines=lines, source="b", actor="t")
         sources = {o.msisdn: o.source for o in session.exec(select(OptOut))}
     assert (first.read, first.added, first.unchanged, first.rejected) == (4, 2, 1, {"foreign": 1})
     assert (again.added, again.unchanged) == (0, 3)

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from campaigns import registry
+from campaigns import optouts, recipient_lists
 from campaigns.models import OptOut, RecipientList, RecipientListRejection, Role, User
 from campaigns.numbers import mask
 from dispatcher.api.deps import CurrentUser, SessionDep
@@ -74,7 +74,7 @@ def add_opt_out(
     body: OptOutIn, session: SessionDep, actor: CurrentUser, response: Response
 ) -> OptOutPublic:
     """Leave a number out of non-urgent campaigns: 201 when new, 200 when it already was."""
-    opt_out, added = registry.add_opt_out(
+    opt_out, added = optouts.add_opt_out(
         session=session, msisdn=body.msisdn, source=body.source, actor=actor
     )
     if not added:
@@ -85,13 +85,13 @@ def add_opt_out(
 @opt_out_router.get("/{msisdn}", response_model=OptOutPublic)
 def get_opt_out(msisdn: str, session: SessionDep, actor: CurrentUser) -> OptOutPublic:
     """The opt-out of a number (any written form; "+" as %2B); 404 if it has none."""
-    return _opt_out(registry.get_opt_out(session=session, msisdn=msisdn, actor=actor))
+    return _opt_out(optouts.get_opt_out(session=session, msisdn=msisdn, actor=actor))
 
 
 @opt_out_router.delete("/{msisdn}", status_code=204)
 def remove_opt_out(msisdn: str, session: SessionDep, actor: CurrentUser) -> None:
     """Let a number receive non-urgent campaigns again; 404 if it had not opted out."""
-    registry.remove_opt_out(session=session, msisdn=msisdn, actor=actor)
+    optouts.remove_opt_out(session=session, msisdn=msisdn, actor=actor)
 
 
 def _list(recipients: RecipientList) -> RecipientListPublic:
@@ -117,7 +117,7 @@ def upload_list(
     """Upload a list of numbers for the caller's authority (submitters)."""
     text = io.TextIOWrapper(file.file, encoding="utf-8-sig", errors="replace", newline="")
     try:
-        recipients, duplicates = registry.create_recipient_list(
+        recipients, duplicates = recipient_lists.create_recipient_list(
             session=session, name=name, lines=text, actor=actor
         )
     finally:
@@ -128,7 +128,7 @@ def upload_list(
 @list_router.get("/{list_id}", response_model=RecipientListPublic)
 def get_list(list_id: int, session: SessionDep, actor: CurrentUser) -> RecipientListPublic:
     """One list: its authority's people, operators, auditors and admins see it."""
-    return _list(registry.get_recipient_list(session=session, list_id=list_id, actor=actor))
+    return _list(recipient_lists.get_recipient_list(session=session, list_id=list_id, actor=actor))
 
 
 @list_router.get(
@@ -147,7 +147,7 @@ def get_rejections(
     limit: Annotated[int, Query(ge=1, le=10_000, description="JSON: rows at most")] = 1000,
 ) -> list[RejectionPublic] | StreamingResponse:
     """The rows of an upload that were refused, with line, raw value and reason."""
-    recipients = registry.get_recipient_list(session=session, list_id=list_id, actor=actor)
+    recipients = recipient_lists.get_recipient_list(session=session, list_id=list_id, actor=actor)
     if format == "csv":
         filename = f"recipient-list-{list_id}-rejections.csv"
         return StreamingResponse(
@@ -155,7 +155,7 @@ def get_rejections(
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
-    rows = registry.list_rejections(
+    rows = recipient_lists.list_rejections(
         session=session, recipients=recipients, after_line=after_line, limit=limit
     )
     return [_rejection(row, actor) for row in rows]
@@ -170,7 +170,7 @@ def _csv(session: Session, recipients: RecipientList, actor: User) -> Iterator[s
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(("line", "raw", "reason"))
-    for row in registry.list_rejections(session=session, recipients=recipients):
+    for row in recipient_lists.list_rejections(session=session, recipients=recipients):
         public = _rejection(row, actor)
         writer.writerow((public.line, public.raw, public.reason))
         if buffer.tell() > 64 * 1024:

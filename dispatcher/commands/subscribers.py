@@ -27,9 +27,10 @@ from rich.progress import (
 from rich.table import Table
 from sqlalchemy import Engine
 
-from campaigns import areas, registry, synthetic
+from campaigns import areas, optouts, registry, synthetic
 from campaigns.errors import InvalidInput
-from campaigns.registry import ImportSummary, NumbersSummary, OnRejection, RowRejection, Staged
+from campaigns.optouts import NumbersSummary
+from campaigns.registry import ImportSummary, OnRejection, RowRejection, Staged
 from dispatcher.db import session_scope
 
 app = typer.Typer(help="The operator's subscriber registry.", no_args_is_help=True)
@@ -128,7 +129,7 @@ def import_opt_outs(
             session_scope() as session,
             file.open("rb") as raw,
         ):
-            summary = registry.import_opt_outs(
+            summary = optouts.import_opt_outs(
                 session=session,
                 lines=_text(raw),
                 source=source,
