@@ -188,8 +188,10 @@ def print_report(console: Console, body: dict[str, Any]) -> None:
     """The final report as a table."""
     label = " (EXERCISE)" if body["exercise"] else ""
     table = Table(
-        title=f"Campaign {body['campaign_id']}{label}: {body['status']}, "
-        f"{body['parts_per_message']} SMS per message"
+        title=f"Campaign {body['campaign_id']}{label}: {body['status']}",
+        caption=f"{body['encoding'].upper()}, {body['parts_per_message']} SMS per message, "
+        f"{body['total_sms']:,} SMS in all",
+        min_width=50,
     )
     table.add_column("status")
     table.add_column("messages", justify="right")

@@ -34,6 +34,7 @@ def test_a_5000_recipient_campaign_is_delivered_and_reported(
         assert body["status"] == "completed"
         assert body["recipients"] == 5000
         assert body["by_status"] == {"delivered": 5000}
+        assert (body["encoding"], body["total_sms"]) == ("ucs2", 5000)
         assert flow.count_pending(database_url, campaign_id) == 0
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from campaigns import execution, service
+from campaigns.content import Encoding, analyse
 from campaigns.models import Campaign, CampaignBase, CampaignStatus, Mode
 from dispatcher import halts, queue
 from dispatcher.api.deps import CurrentUser, QueueDep, SessionDep, SettingsDep
@@ -57,8 +58,10 @@ class Report(BaseModel):
     campaign_id: int
     status: CampaignStatus
     exercise: bool
+    encoding: Encoding
     recipients: int
     parts_per_message: int
+    total_sms: int
     by_status: dict[str, int]
 
 
@@ -200,16 +203,21 @@ def resume_campaign(
 
 
 @router.get("/{campaign_id}/report", response_model=Report)
-def campaign_report(campaign_id: int, session: SessionDep, actor: CurrentUser) -> Report:
-    """Counts of the campaign's messages by status."""
+def campaign_report(
+    campaign_id: int, session: SessionDep, actor: CurrentUser, settings: SettingsDep
+) -> Report:
+    """Counts of the campaign's messages by status, with the encoding and the SMS it took."""
     campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
     assert campaign.id is not None
+    parts = execution.parts_per_message(session=session, campaign_id=campaign.id)
     return Report(
         campaign_id=campaign.id,
         status=campaign.status,
         exercise=campaign.mode == Mode.EXERCISE,
+        encoding=analyse(service.sent_text(campaign, settings.policy)).encoding,
         recipients=campaign.recipients,
-        parts_per_message=execution.parts_per_message(session=session, campaign_id=campaign.id),
+        parts_per_message=parts,
+        total_sms=campaign.recipients * parts,
         by_status=execution.count_by_status(session=session, campaign_id=campaign.id),
     )
 
