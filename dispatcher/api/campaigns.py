@@ -1,7 +1,9 @@
 """Campaign endpoints: the lifecycle, the report and the preview."""
 
+from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Annotated
+from functools import partial
+from typing import Annotated, Any
 
 import anyio.from_thread
 from fastapi import APIRouter, Query
@@ -76,6 +78,17 @@ def _public(session: SessionDep, campaign: Campaign) -> CampaignPublic:
     )
 
 
+def _committed(
+    session: SessionDep, campaign: Campaign, *then: Callable[[], Coroutine[Any, Any, None]]
+) -> CampaignPublic:
+    """Commit, then tell the workers: a job never runs ahead of the change that justifies it."""
+    public = _public(session, campaign)
+    session.commit()
+    for action in then:
+        anyio.from_thread.run(action)
+    return public
+
+
 @router.post("", status_code=201, response_model=CampaignPublic)
 def create_campaign(
     data: CampaignIn, session: SessionDep, actor: CurrentUser, settings: SettingsDep
@@ -142,14 +155,11 @@ def approve_campaign(
         content_hash=body.content_hash,
         signature=body.signature,
     )
-    public = _public(session, campaign)
-    session.commit()
-    if campaign.status in (CampaignStatus.APPROVED, CampaignStatus.SCHEDULED):
-        start = campaign.send_start if campaign.status == CampaignStatus.SCHEDULED else None
-        anyio.from_thread.run(
-            queue.enqueue_expansion, pool, campaign_id, campaign.generation, start
-        )
-    return public
+    if campaign.status not in (CampaignStatus.APPROVED, CampaignStatus.SCHEDULED):
+        return _committed(session, campaign)  # more approvals to come
+    start = campaign.send_start if campaign.status == CampaignStatus.SCHEDULED else None
+    expand = partial(queue.enqueue_expansion, pool, campaign_id, campaign.generation, start)
+    return _committed(session, campaign, expand)
 
 
 @router.post("/{campaign_id}/reject", response_model=CampaignPublic)
@@ -169,10 +179,8 @@ def cancel_campaign(
     """Stop a campaign for good: nothing more is submitted, queued messages end cancelled."""
     campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
     service.cancel(session=session, campaign=campaign, actor=actor)
-    public = _public(session, campaign)
-    session.commit()
-    anyio.from_thread.run(halts.halt, pool, settings.queue_name, campaign_id, "cancelled")
-    return public
+    halt = partial(halts.halt, pool, settings.queue_name, campaign_id, "cancelled")
+    return _committed(session, campaign, halt)
 
 
 @router.post("/{campaign_id}/pause", response_model=CampaignPublic)
@@ -182,10 +190,8 @@ def pause_campaign(
     """Hold a sending campaign (operators)."""
     campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
     service.pause(session=session, campaign=campaign, actor=actor)
-    public = _public(session, campaign)
-    session.commit()
-    anyio.from_thread.run(halts.halt, pool, settings.queue_name, campaign_id, "paused")
-    return public
+    halt = partial(halts.halt, pool, settings.queue_name, campaign_id, "paused")
+    return _committed(session, campaign, halt)
 
 
 @router.post("/{campaign_id}/resume", response_model=CampaignPublic)
@@ -195,11 +201,9 @@ def resume_campaign(
     """Send a paused campaign's queued messages again (operators)."""
     campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
     service.resume(session=session, campaign=campaign, actor=actor)
-    public = _public(session, campaign)
-    session.commit()
-    anyio.from_thread.run(halts.release, pool, settings.queue_name, campaign_id)
-    anyio.from_thread.run(queue.enqueue_expansion, pool, campaign_id, campaign.generation, None)
-    return public
+    release = partial(halts.release, pool, settings.queue_name, campaign_id)
+    expand = partial(queue.enqueue_expansion, pool, campaign_id, campaign.generation, None)
+    return _committed(session, campaign, release, expand)
 
 
 @router.get("/{campaign_id}/report", response_model=Report)
