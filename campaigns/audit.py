@@ -29,7 +29,6 @@ entries were cut off, so keep a copy of the latest hash elsewhere to check the t
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,17 +38,12 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from campaigns.models import AuditEntry, User, utcnow
-from campaigns.numbers import mask, try_normalise
+from campaigns.numbers import mask_in_text
 
 GENESIS: Final = "0" * 64
 
 # Key of the PostgreSQL advisory lock that serialises appends: "auditlog" in ASCII.
 APPEND_LOCK_KEY: Final = 0x61756469746C6F67
-
-# A run of 8 to 15 digits, perhaps after "+", perhaps with spaces, dots, dashes or brackets
-# between them, standing alone (not inside a word or a longer number).
-_PHONE_LIKE: Final = re.compile(r"(?<![\w+])\+?\d(?:[ .\-()\u00a0]{0,2}\d){7,14}(?!\w)")
-_NOT_DIGITS: Final = re.compile(r"\D")
 
 
 def actor_label(user: User | None) -> str:
@@ -174,23 +168,9 @@ def mask_details(details: Mapping[str, object]) -> dict[str, object]:
 
 def _masked(value: object) -> object:
     if isinstance(value, str):
-        return _PHONE_LIKE.sub(_mask_match, value)
+        return mask_in_text(value)
     if isinstance(value, Mapping):
         return {key: _masked(item) for key, item in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_masked(item) for item in value]
     return value
-
-
-def _mask_match(match: re.Match[str]) -> str:
-    found = match.group()
-    msisdn, _ = try_normalise(found)
-    if msisdn is not None:
-        return mask(msisdn)
-    if found.startswith("+"):  # any E.164 number, of whatever country
-        return mask("+" + _NOT_DIGITS.sub("", found))
-    # Two numbers side by side read as one run: look at each part on its own.
-    parts = found.split()
-    if len(parts) > 1:
-        return " ".join(_PHONE_LIKE.sub(_mask_match, part) for part in parts)
-    return found

@@ -1,5 +1,6 @@
 """Vietnamese mobile numbers: any written form to E.164, old 11-digit numbers converted."""
 
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from types import MappingProxyType
@@ -230,3 +231,28 @@ def _country_code_length(msisdn: str) -> int:
         if code.isdigit() and code.isascii() and int(code) in _COUNTRY_CODES:
             return length
     return 0
+
+
+# A run of 8 to 15 digits, perhaps after "+", perhaps with spaces, dots, dashes or brackets
+# between them, standing alone (not inside a word or a longer number).
+_PHONE_LIKE: Final = re.compile(r"(?<![\w+])\+?\d(?:[ .\-()\u00a0]{0,2}\d){7,14}(?!\w)")
+_NOT_DIGITS: Final = re.compile(r"\D")
+
+
+def mask_in_text(text: str) -> str:
+    """`text` with every phone number in it masked (for logs, audit details, exports)."""
+    return _PHONE_LIKE.sub(_mask_match, text)
+
+
+def _mask_match(match: re.Match[str]) -> str:
+    found = match.group()
+    msisdn, _ = try_normalise(found)
+    if msisdn is not None:
+        return mask(msisdn)
+    if found.startswith("+"):  # any E.164 number, of whatever country
+        return mask("+" + _NOT_DIGITS.sub("", found))
+    # Two numbers side by side read as one run: look at each part on its own.
+    parts = found.split()
+    if len(parts) > 1:
+        return " ".join(_PHONE_LIKE.sub(_mask_match, part) for part in parts)
+    return found

@@ -1,5 +1,6 @@
 """The campaign API over HTTP (in-process), on the real database and Redis."""
 
+import logging
 from dataclasses import dataclass
 
 import pytest
@@ -123,3 +124,24 @@ def test_invalid_campaign_is_refused_and_nothing_is_stored(
     assert field in answer.json()["error"]["message"]
     with Session(engine) as session:
         assert session.exec(select(Campaign)).all() == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/opt-outs/%2B84912345678", "/v1/opt-outs/0912345678", "/v1/x?msisdn=84912345678"],
+)
+def test_numbers_in_request_paths_are_masked_in_the_access_log(path: str) -> None:
+    from dispatcher.api.access_log import MaskNumbers
+
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", path, "1.1", 200),
+        None,
+    )
+    assert MaskNumbers().filter(record)
+    line = record.getMessage()
+    assert "912345678" not in line and "******678" in line

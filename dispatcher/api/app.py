@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from dispatcher import queue
-from dispatcher.api import admin, areas, audit, campaigns, errors, recipients
+from dispatcher.api import access_log, admin, areas, audit, campaigns, errors, recipients
 from dispatcher.settings import get_settings
 
 
@@ -24,6 +24,7 @@ def create_app() -> FastAPI:
     """Build the API."""
     app = FastAPI(title="Public-information SMS dispatcher", version="0.1.0", lifespan=lifespan)
     errors.install(app)
+    access_log.install()
     app.include_router(campaigns.router)
     app.include_router(audit.router)
     app.include_router(areas.router)
