@@ -15,9 +15,11 @@ class MaskNumbers(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite the record's path argument; never drop the record."""
         args = record.args
-        if isinstance(args, tuple) and len(args) > _PATH_ARG and isinstance(args[_PATH_ARG], str):
-            masked = mask_in_text(unquote(args[_PATH_ARG]))
-            record.args = (*args[:_PATH_ARG], masked, *args[_PATH_ARG + 1 :])
+        if isinstance(args, tuple) and len(args) > _PATH_ARG:
+            path = args[_PATH_ARG]
+            if isinstance(path, str):
+                masked = mask_in_text(unquote(path))
+                record.args = (*args[:_PATH_ARG], masked, *args[_PATH_ARG + 1 :])
         return True
 
 
