@@ -5,7 +5,14 @@ from datetime import datetime
 from sqlmodel import Session, col, func, select
 
 from campaigns import audit, content, targeting
-from campaigns.models import Campaign, CampaignStatus, Message, MessageStatus, utcnow
+from campaigns.models import (
+    PENDING_MESSAGE_STATUSES,
+    Campaign,
+    CampaignStatus,
+    Message,
+    MessageStatus,
+    utcnow,
+)
 from campaigns.policy import Policy
 from campaigns.service import end_queued, sent_text
 
@@ -36,7 +43,7 @@ def complete_if_done(*, session: Session, campaign: Campaign) -> bool:
     pending = session.exec(
         select(Message.id)
         .where(Message.campaign_id == campaign.id)
-        .where(col(Message.status).in_([MessageStatus.QUEUED, MessageStatus.SUBMITTED]))
+        .where(col(Message.status).in_(PENDING_MESSAGE_STATUSES))
         .limit(1)
     ).first()
     if pending is not None:

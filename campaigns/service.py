@@ -10,8 +10,6 @@ Who may do what:
 A transition not allowed from the current state raises InvalidState and changes nothing.
 """
 
-from datetime import datetime
-
 from sqlmodel import Session, col, func, select, update
 
 from campaigns import approval, areas, audit, content
@@ -326,8 +324,3 @@ def _require_authority_approver(campaign: Campaign, actor: User) -> None:
 def _require(campaign: Campaign, *allowed: CampaignStatus) -> None:
     if campaign.status not in allowed:
         raise InvalidState(f"campaign {campaign.id} is {campaign.status}")
-
-
-def is_due(campaign: Campaign, now: datetime) -> bool:
-    """Whether an approved or scheduled campaign may start sending at `now`."""
-    return campaign.send_start is None or campaign.send_start <= now

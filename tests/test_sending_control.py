@@ -139,7 +139,8 @@ def test_nothing_is_submitted_after_expiry(run_factory: Callable[[int, float], R
     campaign_id = flow.run_campaign(run.api, run.seeded, send_expiry=expiry.isoformat())
     deadline = time.monotonic() + (expiry - datetime.now(UTC)).total_seconds()
     wait_for(lambda: run.report(campaign_id)["status"] == "expired", timeout=30)
-    assert last_submit_after(run.smsc, deadline, quiet=1.0) <= 0.1  # answers to what was in flight
+    # Only what was already on the wire at the expiry may reach the SMSC a moment later.
+    assert last_submit_after(run.smsc, deadline, quiet=1.0) <= 0.5
     wait_for(lambda: "submitted" not in run.report(campaign_id)["by_status"])  # type: ignore[operator]
     counts: dict[str, int] = run.report(campaign_id)["by_status"]  # type: ignore[assignment]
     assert set(counts) == {"delivered", "expired"}
