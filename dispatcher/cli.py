@@ -65,10 +65,16 @@ def worker() -> None:
 
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
-    """Migrate the database to the latest schema (or REVISION)."""
+    """Migrate the database to the latest schema (or REVISION) and load the built-in areas."""
+    from campaigns import areas
     from dispatcher import migrate
+    from dispatcher.db import session_scope
 
     migrate.upgrade(get_settings().effective_database_url, revision)
+    if revision == "head":
+        with session_scope() as session:
+            added = areas.seed(session)
+        typer.echo(f"database at head; {added} built-in area records added")
 
 
 def _host_port(value: str) -> tuple[str, int]:
