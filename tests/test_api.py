@@ -145,3 +145,20 @@ def test_numbers_in_request_paths_are_masked_in_the_access_log(path: str) -> Non
     assert MaskNumbers().filter(record)
     line = record.getMessage()
     assert "912345678" not in line and "******678" in line
+
+
+def test_a_commit_that_fails_is_an_error_the_caller_sees(
+    client: TestClient, people: People, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    def refuse(self: Session) -> None:
+        raise IntegrityError("INSERT", {}, Exception("duplicate key"))
+
+    monkeypatch.setattr(Session, "commit", refuse)
+    answer = client.post("/v1/campaigns", headers=people.submitter, json=CAMPAIGN)
+    monkeypatch.undo()
+    assert answer.status_code == 409
+    assert answer.json()["error"]["code"] == "conflict"
+    with Session(engine) as session:
+        assert session.exec(select(Campaign)).all() == []

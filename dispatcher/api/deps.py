@@ -22,7 +22,9 @@ def get_session() -> Iterator[Session]:
         session.commit()
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# Function scope: the commit happens before the answer is sent, so a failed commit is an error
+# the caller sees, never a success that did not stick.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 _bearer = HTTPBearer(auto_error=False)
 
 

@@ -3,6 +3,7 @@
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException
 
 from campaigns.errors import CampaignError, InvalidInput, InvalidState, NotFound, PermissionDenied
@@ -47,6 +48,14 @@ def install(app: FastAPI) -> None:
             f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors()
         )
         return JSONResponse(error_body("invalid_input", details), status_code=422)
+
+    @app.exception_handler(IntegrityError)
+    async def conflict(_: Request, exc: IntegrityError) -> JSONResponse:
+        # Two requests raced for the same unique value; the check before the insert passed both.
+        return JSONResponse(
+            error_body("conflict", "it already exists (a concurrent request made it)"),
+            status_code=409,
+        )
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:

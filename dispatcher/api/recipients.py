@@ -19,6 +19,7 @@ from campaigns import optouts, recipient_lists
 from campaigns.models import OptOut, RecipientList, RecipientListRejection, Role, User
 from campaigns.numbers import mask
 from dispatcher.api.deps import CurrentUser, SessionDep
+from dispatcher.db import get_engine
 
 opt_out_router = APIRouter(prefix="/v1/opt-outs", tags=["opt-outs"])
 list_router = APIRouter(prefix="/v1/recipient-lists", tags=["recipient lists"])
@@ -151,7 +152,7 @@ def get_rejections(
     if format == "csv":
         filename = f"recipient-list-{list_id}-rejections.csv"
         return StreamingResponse(
-            _csv(session, recipients, actor),
+            _csv(recipients, actor),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
@@ -166,15 +167,29 @@ def _rejection(row: RecipientListRejection, actor: User) -> RejectionPublic:
     return RejectionPublic(line=row.line, raw=raw, reason=row.reason)
 
 
-def _csv(session: Session, recipients: RecipientList, actor: User) -> Iterator[str]:
+_PAGE = 5000
+
+
+def _csv(recipients: RecipientList, actor: User) -> Iterator[str]:
+    # The body streams after the request's session has closed. Each page is read in a short
+    # transaction of its own, so a slow download never holds SQLite's lock against the workers.
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(("line", "raw", "reason"))
-    for row in recipient_lists.list_rejections(session=session, recipients=recipients):
-        public = _rejection(row, actor)
-        writer.writerow((public.line, public.raw, public.reason))
-        if buffer.tell() > 64 * 1024:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
+    after_line = 0
+    while True:
+        with Session(get_engine()) as session:
+            page = list(
+                recipient_lists.list_rejections(
+                    session=session, recipients=recipients, after_line=after_line, limit=_PAGE
+                )
+            )
+        for row in page:
+            public = _rejection(row, actor)
+            writer.writerow((public.line, public.raw, public.reason))
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        if len(page) < _PAGE:
+            return
+        after_line = page[-1].line
