@@ -75,6 +75,7 @@ class Mode(StrEnum):
 
 class MessageStatus(StrEnum):
     QUEUED = "queued"
+    SUBMITTING = "submitting"  # claimed by one send job; its answers are not stored yet
     SUBMITTED = "submitted"
     DELIVERED = "delivered"
     UNDELIVERABLE = "undeliverable"
@@ -85,7 +86,11 @@ class MessageStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-PENDING_MESSAGE_STATUSES = (MessageStatus.QUEUED, MessageStatus.SUBMITTED)
+PENDING_MESSAGE_STATUSES = (
+    MessageStatus.QUEUED,
+    MessageStatus.SUBMITTING,
+    MessageStatus.SUBMITTED,
+)
 
 
 class Authority(SQLModel, table=True):

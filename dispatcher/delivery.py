@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, bindparam, insert, select, update
 
 from campaigns.models import Message, MessagePart, MessageStatus, utcnow
-from dispatcher.smpp.bind import ESME_ROK, SubmitResult
+from dispatcher.smpp.bind import ESME_ROK, Ack, SubmitResult
 from dispatcher.smpp.receipts import Receipt, candidate_ids
 
 _message = Message.__table__  # type: ignore[attr-defined]
@@ -36,8 +36,8 @@ _set_sent = (
 )
 _set_skipped = (
     update(_message)
-    .where(and_(_message.c.id == bindparam("mid"), _message.c.status == MessageStatus.QUEUED))
-    .values(status=bindparam("new_status"), done_at=bindparam("done"))
+    .where(and_(_message.c.id == bindparam("mid"), _message.c.status == MessageStatus.SUBMITTING))
+    .values(status=bindparam("new_status"), done_at=bindparam("done"), submitted_at=None)
 )
 _set_part_final = (
     update(_part)
@@ -62,8 +62,9 @@ def store_submit_results(engine: Engine, results: list[SubmitResult]) -> None:
     skipped: list[dict[str, Any]] = []
     for message_id, answers in by_message.items():
         reason = next((a.skipped for a in answers if a.skipped), None)
-        if reason == "paused":
-            continue  # stays queued until the campaign resumes
+        if reason == "paused":  # back in the queue until the campaign resumes
+            skipped.append({"mid": message_id, "new_status": MessageStatus.QUEUED, "done": None})
+            continue
         if reason is not None:
             skipped.append({"mid": message_id, "new_status": reason, "done": now})
             continue
@@ -98,33 +99,38 @@ def store_submit_results(engine: Engine, results: list[SubmitResult]) -> None:
 
 @dataclass
 class ReceiptMatcher:
-    """Applies receipts to message parts; keeps those whose submit answer is not stored yet."""
+    """Applies receipts to message parts; keeps those whose submit answer is not stored yet.
+
+    Each receipt comes with its acknowledgement; `apply` hands back the acknowledgements of the
+    receipts it has settled (stored, or given up on), to be sent only after the commit.
+    """
 
     engine: Engine
-    patience: float = 300.0
-    waiting: dict[str, tuple[Receipt, float]] = field(default_factory=dict)
+    patience: float = 60.0
+    waiting: dict[str, tuple[Receipt, float, list[Ack]]] = field(default_factory=dict)
     applied: int = 0
     abandoned: int = 0
 
-    def apply(self, new: list[Receipt]) -> int:
-        """Match and store `new` and the receipts still waiting; return how many were applied."""
+    def apply(self, new: list[tuple[Receipt, Ack]]) -> list[Ack]:
+        """Match and store `new` and the receipts still waiting; return the settled ones' acks."""
         now = time.monotonic()
-        for receipt in new:
-            self.waiting.setdefault(receipt.smsc_message_id, (receipt, now))
+        for receipt, ack in new:
+            self.waiting.setdefault(receipt.smsc_message_id, (receipt, now, []))[2].append(ack)
         pending = list(self.waiting.items())
-        applied = 0
+        settled: list[Ack] = []
         for start in range(0, len(pending), _CHUNK):
-            applied += self._apply_chunk(dict(pending[start : start + _CHUNK]))
-        for smsc_id, (_, seen) in list(self.waiting.items()):
+            settled += self._apply_chunk(dict(pending[start : start + _CHUNK]))
+        for smsc_id, (_, seen, acks) in list(self.waiting.items()):
             if now - seen >= self.patience:
                 del self.waiting[smsc_id]
                 self.abandoned += 1
-        self.applied += applied
-        return applied
+                settled += acks
+        return settled
 
-    def _apply_chunk(self, chunk: dict[str, tuple[Receipt, float]]) -> int:
+    def _apply_chunk(self, chunk: dict[str, tuple[Receipt, float, list[Ack]]]) -> list[Ack]:
         by_form = {form: smsc_id for smsc_id in chunk for form in candidate_ids(smsc_id)}
         at = utcnow()
+        settled: list[Ack] = []
         with self.engine.begin() as connection:
             found = connection.execute(
                 select(_part.c.id, _part.c.message_id, _part.c.smsc_message_id).where(
@@ -135,7 +141,7 @@ class ReceiptMatcher:
             rows = []
             for part_id, _, stored_id in found:
                 smsc_id = by_form[stored_id]
-                receipt = chunk[smsc_id][0]
+                receipt, _, acks = chunk[smsc_id]
                 rows.append(
                     {
                         "pid": part_id,
@@ -144,11 +150,13 @@ class ReceiptMatcher:
                         "at": at,
                     }
                 )
-                self.waiting.pop(smsc_id, None)
+                if self.waiting.pop(smsc_id, None) is not None:
+                    settled += acks
             if rows:
                 connection.execute(_set_part_final, rows)
                 settle_messages(connection, {message_id for _, message_id, _ in found}, at)
-        return len(rows)
+        self.applied += len(rows)
+        return settled
 
 
 def settle_messages(connection: Connection, message_ids: set[int], at: Any) -> None:
@@ -181,6 +189,49 @@ def _final(message_id: int, ends: list[tuple[str, int | None]], at: Any) -> dict
         (MessageStatus.DELIVERED, None),
     )
     return {"mid": message_id, "new_status": worst[0], "error": worst[1], "at": at}
+
+
+def claim(engine: Engine, campaign_id: int, batch_no: int, limit: int) -> list[tuple[int, str]]:
+    """Take up to `limit` queued messages of a batch for one send job; no other job gets them."""
+    batch = (
+        select(_message.c.id)
+        .where(
+            _message.c.campaign_id == campaign_id,
+            _message.c.batch_no == batch_no,
+            _message.c.status == MessageStatus.QUEUED,
+        )
+        .order_by(_message.c.id)
+        .limit(limit)
+    )
+    with engine.begin() as connection:
+        rows = connection.execute(
+            update(_message)
+            # The status test again: a row another job claimed meanwhile is not taken twice.
+            .where(_message.c.id.in_(batch), _message.c.status == MessageStatus.QUEUED)
+            .values(status=MessageStatus.SUBMITTING, submitted_at=utcnow())
+            .returning(_message.c.id, _message.c.msisdn)
+        ).all()
+    return sorted((int(message_id), msisdn) for message_id, msisdn in rows)
+
+
+def abandon_stale_claims(engine: Engine, campaign_id: int, older_than: float) -> int:
+    """Claims of a worker that died: they may or may not have been sent, so they end `unknown`.
+
+    Sending them again could send them twice; this never does. `older_than` must exceed the
+    longest a live send job may run.
+    """
+    cutoff = utcnow() - timedelta(seconds=older_than)
+    with engine.begin() as connection:
+        result = connection.execute(
+            update(_message)
+            .where(
+                _message.c.campaign_id == campaign_id,
+                _message.c.status == MessageStatus.SUBMITTING,
+                _message.c.submitted_at < cutoff,
+            )
+            .values(status=MessageStatus.UNKNOWN, done_at=utcnow())
+        )
+    return int(result.rowcount)
 
 
 def expire_unanswered(engine: Engine, campaign_id: int, timeout: float) -> int:

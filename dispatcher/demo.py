@@ -12,12 +12,13 @@ from sqlmodel import Session
 
 from campaigns import areas
 from campaigns.execution import count_by_status
-from campaigns.models import Role
+from campaigns.models import PENDING_MESSAGE_STATUSES, Role
 from campaigns.people import create_authority, create_user
 from campaigns.synthetic import insert_subscribers
 from dispatcher.db import make_engine, session_scope
 from dispatcher.stack import Stack
 
+PENDING = [str(status) for status in PENDING_MESSAGE_STATUSES]
 FINAL_CAMPAIGN_STATUSES = {"completed", "cancelled", "expired", "rejected"}
 DEMO_TEXT = "Sở TT&TT Gia Lai: đeo khẩu trang, rửa tay thường xuyên phòng dịch nCoV"
 
@@ -142,9 +143,9 @@ def watch(
             stack.check_alive()
             body = report(api, token, campaign_id)
             counts = body["by_status"]
-            pending = counts.get("queued", 0) + counts.get("submitted", 0)
+            pending = sum(counts.get(status, 0) for status in PENDING)
             done = sum(counts.values()) - pending
-            submitted = sum(counts.values()) - counts.get("queued", 0)
+            submitted = sum(counts.values()) - counts.get("queued", 0) - counts.get("submitting", 0)
             failed = done - counts.get("delivered", 0)
             elapsed = max(time.monotonic() - started, 1e-6)
             progress.update(
@@ -207,4 +208,4 @@ def count_pending(database_url: str, campaign_id: int) -> int:
     with Session(engine) as session:
         counts = count_by_status(session=session, campaign_id=campaign_id)
     engine.dispose()
-    return counts.get("queued", 0) + counts.get("submitted", 0)
+    return sum(counts.get(status, 0) for status in PENDING)

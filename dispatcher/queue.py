@@ -49,3 +49,8 @@ async def enqueue_batches(pool: ArqRedis, campaign_id: int, generation: int, bat
             batch_no,
             _job_id=f"send:{campaign_id}:{generation}:{batch_no}",
         )
+
+
+async def enqueue_rest_of_batch(pool: ArqRedis, campaign_id: int, batch_no: int) -> None:
+    """Queue a job for what is still queued of a batch (claims keep it from overlapping)."""
+    await pool.enqueue_job("send_batch", campaign_id, batch_no)

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     binds: list[BindSettings] = Field(default_factory=lambda: [BindSettings()])
     batch_size: int = Field(default=1000, ge=1, le=1000)
     receipt_timeout: float = Field(default=3600.0, gt=0, description="seconds until `unknown`")
+    job_timeout: int = Field(
+        default=3600,
+        ge=5,
+        description="seconds a send job may run; a dead worker's jobs rerun after it",
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     queue_name: str = "dispatcher"

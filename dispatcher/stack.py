@@ -57,6 +57,7 @@ class StackConfig:
     rate: float = 0.0
     window: int = 100
     receipt_timeout: float = 3600.0
+    job_timeout: int = 3600
     queue_name: str = "dispatcher"
 
 
@@ -103,6 +104,7 @@ class Stack:
             DISPATCHER_REDIS_URL=self.redis_url,
             DISPATCHER_BINDS=json.dumps(binds),
             DISPATCHER_RECEIPT_TIMEOUT=str(self.config.receipt_timeout),
+            DISPATCHER_JOB_TIMEOUT=str(self.config.job_timeout),
             DISPATCHER_QUEUE_NAME=self.config.queue_name,
         )
         return env

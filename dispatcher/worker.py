@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import queue
+import time
 from datetime import UTC
 from typing import Any
 
@@ -12,20 +13,30 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from campaigns import audit, content, execution
-from campaigns.models import Campaign, CampaignStatus, Message, MessageStatus, utcnow
+from campaigns.models import Campaign, CampaignStatus, utcnow
 from campaigns.service import sent_text
 from dispatcher import delivery
 from dispatcher import queue as jobs
 from dispatcher.db import get_engine, session_scope
 from dispatcher.halts import HaltBoard
 from dispatcher.settings import BindSettings, Settings, get_settings
-from dispatcher.smpp.bind import BindSession, Content, Part, Submission, SubmitResult, Ticket
+from dispatcher.smpp.bind import (
+    Ack,
+    BindSession,
+    Content,
+    Part,
+    Submission,
+    SubmitResult,
+    Ticket,
+)
 from dispatcher.smpp.receipts import Receipt
 
 log = logging.getLogger("dispatcher.worker")
 
 HOUSEKEEPING_INTERVAL = 1.0
 RECEIPT_FLUSH_INTERVAL = 0.2
+CLAIM_SIZE = 100  # messages a send job takes at a time: at most this many per job in doubt
+STALE_MARGIN = 10.0  # seconds past the job timeout before a claim counts as abandoned
 S = CampaignStatus
 
 
@@ -36,13 +47,13 @@ class Sending:
         self.settings = settings
         self.engine = engine
         self.halts = HaltBoard()
-        self.receipts: queue.SimpleQueue[Receipt] = queue.SimpleQueue()
+        self.receipts: queue.SimpleQueue[tuple[Receipt, Ack]] = queue.SimpleQueue()
         self.bind_events: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
-        self.matcher = delivery.ReceiptMatcher(engine, patience=settings.receipt_timeout)
+        self.matcher = delivery.ReceiptMatcher(engine)
         self.binds = [
             BindSession(
                 bind,
-                self.receipts.put,
+                lambda receipt, ack: self.receipts.put((receipt, ack)),
                 on_state=lambda name, up: self.bind_events.put((name, up)),
                 halted=self.halts.reason,
             )
@@ -66,9 +77,14 @@ class Sending:
         bind.submit([Submission(message_id, msisdn, ticket) for message_id, msisdn in rows])
         return await ticket.future
 
-    def drain_receipts(self) -> list[Receipt]:
-        """Receipts that arrived since the last call."""
+    def drain_receipts(self) -> list[tuple[Receipt, Ack]]:
+        """Receipts that arrived since the last call, with their acknowledgements."""
         return _drain(self.receipts)
+
+    def record_receipts(self) -> None:
+        """Store the receipts that came in; then, and only then, acknowledge them."""
+        for ack in self.matcher.apply(self.drain_receipts()):
+            ack()
 
 
 def _drain(source: "queue.SimpleQueue[Any]") -> list[Any]:
@@ -128,40 +144,41 @@ async def expand_campaign(ctx: dict[str, Any], campaign_id: int, generation: int
 
 
 async def send_batch(ctx: dict[str, Any], campaign_id: int, batch_no: int) -> int:
-    """Submit the still-queued messages of one batch and store the SMSC's answers."""
+    """Submit a batch's queued messages a claim at a time, storing the SMSC's answers as they come.
+
+    Claiming a little at a time bounds what a crashed worker leaves in doubt, and stops a
+    cancelled or paused campaign at the next claim even without the halt board.
+    """
     sending: Sending = ctx["sending"]
     settings: Settings = ctx["settings"]
     engine: Engine = ctx["engine"]
 
-    def load() -> tuple[Campaign | None, list[tuple[int, str]]]:
+    def claim() -> tuple[Campaign | None, list[tuple[int, str]]]:
         with Session(engine) as session:
             campaign = session.get(Campaign, campaign_id)
-            if campaign is None or campaign.status != S.SENDING:
-                return None, []
-            rows = session.exec(
-                select(Message.id, Message.msisdn)
-                .where(Message.campaign_id == campaign_id, Message.batch_no == batch_no)
-                .where(Message.status == MessageStatus.QUEUED)
-                .order_by(col(Message.id))
-            ).all()
-            return campaign, [(int(mid), msisdn) for mid, msisdn in rows if mid is not None]
+        if campaign is None or campaign.status != S.SENDING:
+            return None, []
+        return campaign, delivery.claim(engine, campaign_id, batch_no, limit=CLAIM_SIZE)
 
-    campaign, rows = await asyncio.to_thread(load)
-    if campaign is None or not rows:
-        return 0
-    batch_content = content_for(campaign, settings.binds[0], settings)
-    results = await sending.submit(batch_content, rows)
-    await asyncio.to_thread(delivery.store_submit_results, engine, results)
-    return len(rows)
+    sent, started = 0, time.monotonic()
+    while True:
+        campaign, rows = await asyncio.to_thread(claim)
+        if campaign is None or not rows:
+            return sent
+        results = await sending.submit(content_for(campaign, settings.binds[0], settings), rows)
+        await asyncio.to_thread(delivery.store_submit_results, engine, results)
+        sent += len(rows)
+        if time.monotonic() - started > settings.job_timeout / 2:
+            # A slow bind: hand the rest to a new job rather than run into the job timeout.
+            await jobs.enqueue_rest_of_batch(ctx["redis"], campaign_id, batch_no)
+            return sent
 
 
 async def record_receipts(sending: Sending) -> None:
     """Apply delivery receipts in bulk, a few times a second."""
     while True:
         await asyncio.sleep(RECEIPT_FLUSH_INTERVAL)
-        new = sending.drain_receipts()
-        if new or sending.matcher.waiting:
-            await asyncio.to_thread(sending.matcher.apply, new)
+        await asyncio.to_thread(sending.record_receipts)
 
 
 def _tick(sending: Sending) -> None:
@@ -182,6 +199,7 @@ def _tick(sending: Sending) -> None:
     for campaign_id in active:
         assert campaign_id is not None
         delivery.expire_unanswered(engine, campaign_id, settings.receipt_timeout)
+        delivery.abandon_stale_claims(engine, campaign_id, settings.job_timeout + STALE_MARGIN)
         with session_scope(engine) as session:
             campaign = session.get(Campaign, campaign_id)
             if campaign is None:
@@ -219,13 +237,13 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    """Stop the loops, unbind, and flush the last receipts and bind events."""
+    """Stop the loops, store and acknowledge the last receipts, unbind."""
     for task in ctx.get("loops", []):
         task.cancel()
     sending: Sending | None = ctx.get("sending")
     if sending is not None:
+        await asyncio.to_thread(sending.record_receipts)
         await asyncio.to_thread(sending.stop)
-        await asyncio.to_thread(sending.matcher.apply, sending.drain_receipts())
         await asyncio.to_thread(_tick, sending)
 
 
@@ -238,7 +256,7 @@ def make_worker(settings: Settings, **overrides: Any) -> Worker:
         "on_startup": startup,
         "on_shutdown": shutdown,
         "max_jobs": 4 * len(settings.binds),
-        "job_timeout": 3600,
+        "job_timeout": settings.job_timeout,
         "keep_result": 3600,
     }
     options.update(overrides)

@@ -37,7 +37,7 @@ def simulator(request: pytest.FixtureRequest) -> Iterator[ThreadedSimulator]:
 
 def start_bind(port: int, receipts: list[Receipt], **options: object) -> BindSession:
     settings = BindSettings(port=port, rate=0, **options)  # type: ignore[arg-type]
-    bind = BindSession(settings, receipts.append)
+    bind = BindSession(settings, lambda receipt, ack: (receipts.append(receipt), ack()))
     bind.start()
     assert bind.bound.wait(10), "bind did not come up"
     return bind
@@ -124,8 +124,27 @@ async def test_bind_reconnects_after_the_smsc_restarts() -> None:
 )
 async def test_wrong_password_never_binds(simulator: ThreadedSimulator) -> None:
     settings = BindSettings(port=simulator.port, password="wrong")  # type: ignore[arg-type]
-    bind = BindSession(settings, lambda receipt: None)
+    bind = BindSession(settings, lambda receipt, ack: None)
     bind.start()
     wait_for(lambda: simulator.stats.bind_failures >= 1)
     assert not bind.bound.is_set()
     bind.stop()
+
+
+async def test_a_receipt_not_yet_stored_is_delivered_again_after_a_crash(
+    simulator: ThreadedSimulator,
+) -> None:
+    held: list[Receipt] = []  # this process "dies" before storing them: no acknowledgement
+    first = BindSession(BindSettings(port=simulator.port, rate=0), lambda r, ack: held.append(r))
+    first.start()
+    assert first.bound.wait(10)
+    await submit(first, 10)
+    wait_for(lambda: len(held) == 10)
+    first.stop()
+    assert simulator.stats.receipts_acked == 0
+    again: list[Receipt] = []
+    second = start_bind(simulator.port, again)  # stores and acknowledges
+    wait_for(lambda: len(again) == 10)
+    second.stop()
+    assert {r.smsc_message_id for r in again} == {r.smsc_message_id for r in held}
+    assert simulator.stats.receipts_acked == 10

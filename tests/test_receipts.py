@@ -1,5 +1,8 @@
 """Reading delivery receipts, and matching them to messages in the database."""
 
+from collections.abc import Callable
+from functools import partial
+
 import pytest
 from sqlalchemy import Engine, insert, select
 
@@ -90,13 +93,28 @@ def _statuses(engine: Engine) -> list[str]:
         return [row[0] for row in connection.execute(select(Message.status).order_by(Message.id))]  # type: ignore[arg-type]
 
 
+class Acks:
+    """Acknowledgements that record which receipts they answered."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def of(self, *receipts: Receipt) -> list[tuple[Receipt, Callable[[], None]]]:
+        return [(r, partial(self.sent.append, r.smsc_message_id)) for r in receipts]
+
+    def apply(self, matcher: ReceiptMatcher, *receipts: Receipt) -> None:
+        for ack in matcher.apply(self.of(*receipts)):
+            ack()
+
+
 def test_receipt_before_its_submit_answer_is_stored_waits_and_then_applies(
     engine: Engine, messages: list[int]
 ) -> None:
-    matcher = ReceiptMatcher(engine)
+    matcher, acks = ReceiptMatcher(engine), Acks()
     early = Receipt("ff", MessageStatus.DELIVERED, 0)  # the SMSC writes this id in hex
-    assert matcher.apply([early]) == 0
+    acks.apply(matcher, early)
     assert list(matcher.waiting) == ["ff"]
+    assert acks.sent == []  # not stored yet, so not acknowledged: the SMSC would send it again
     store_submit_results(
         engine,
         [
@@ -105,18 +123,20 @@ def test_receipt_before_its_submit_answer_is_stored_waits_and_then_applies(
             SubmitResult(messages[2], 0, None, 0x0B),
         ],
     )
-    assert matcher.apply([Receipt("256", MessageStatus.UNDELIVERABLE, 1)]) == 2
-    assert matcher.waiting == {}
+    acks.apply(matcher, Receipt("256", MessageStatus.UNDELIVERABLE, 1))
+    assert matcher.waiting == {} and matcher.applied == 2
+    assert sorted(acks.sent) == ["256", "ff"]
     assert _statuses(engine) == ["delivered", "undeliverable", "failed"]
 
 
 def test_a_receipt_does_not_change_a_final_status(engine: Engine, messages: list[int]) -> None:
     store_submit_results(engine, [SubmitResult(messages[0], 0, "1", 0)])
-    matcher = ReceiptMatcher(engine, patience=0)
-    matcher.apply([Receipt("1", MessageStatus.DELIVERED, 0)])
-    matcher.apply([Receipt("1", MessageStatus.UNDELIVERABLE, 0)])
+    matcher, acks = ReceiptMatcher(engine, patience=0), Acks()
+    acks.apply(matcher, Receipt("1", MessageStatus.DELIVERED, 0))
+    acks.apply(matcher, Receipt("1", MessageStatus.UNDELIVERABLE, 0))
     assert _statuses(engine)[0] == "delivered"
     assert matcher.abandoned == 1
+    assert acks.sent == ["1", "1"]  # one stored, one given up on: both answered
 
 
 def test_messages_without_a_receipt_end_unknown_after_the_timeout(
@@ -132,7 +152,7 @@ def test_messages_without_a_receipt_end_unknown_after_the_timeout(
     assert expire_unanswered(engine, campaign_id, timeout=0) == 1
     assert _statuses(engine)[0] == "unknown"
     # A receipt that arrives after that changes nothing.
-    ReceiptMatcher(engine).apply([Receipt("1", MessageStatus.DELIVERED, 0)])
+    Acks().apply(ReceiptMatcher(engine), Receipt("1", MessageStatus.DELIVERED, 0))
     assert _statuses(engine)[0] == "unknown"
 
 
@@ -150,12 +170,65 @@ def test_a_long_message_is_delivered_only_when_every_part_is(
             SubmitResult(messages[1], 1, "21", 0),
         ],
     )
-    matcher = ReceiptMatcher(engine)
-    matcher.apply(
-        [Receipt("10", MessageStatus.DELIVERED, 0), Receipt("20", MessageStatus.DELIVERED, 0)]
+    matcher, acks = ReceiptMatcher(engine), Acks()
+    acks.apply(
+        matcher,
+        Receipt("10", MessageStatus.DELIVERED, 0),
+        Receipt("20", MessageStatus.DELIVERED, 0),
     )
     assert _statuses(engine)[:2] == ["submitted", "submitted"]
-    matcher.apply(
-        [Receipt("11", MessageStatus.DELIVERED, 0), Receipt("21", MessageStatus.UNDELIVERABLE, 1)]
+    acks.apply(
+        matcher,
+        Receipt("11", MessageStatus.DELIVERED, 0),
+        Receipt("21", MessageStatus.UNDELIVERABLE, 1),
     )
     assert _statuses(engine)[:2] == ["delivered", "undeliverable"]
+
+
+def test_a_batch_is_claimed_by_one_send_job_only(engine: Engine, messages: list[int]) -> None:
+    from dispatcher.delivery import claim
+
+    with engine.connect() as connection:
+        campaign_id = connection.execute(select(Message.campaign_id)).scalars().first()
+    assert campaign_id is not None
+    first = claim(engine, campaign_id, 0, limit=2)
+    assert [message_id for message_id, _ in first] == messages[:2]
+    second = claim(engine, campaign_id, 0, limit=2)
+    assert [message_id for message_id, _ in second] == messages[2:]
+    assert claim(engine, campaign_id, 0, limit=2) == []  # nothing is taken twice
+    assert set(_statuses(engine)) == {"submitting"}
+
+
+def test_unsent_messages_go_back_to_the_queue_or_end_as_told(
+    engine: Engine, messages: list[int]
+) -> None:
+    from dispatcher.delivery import claim
+
+    with engine.connect() as connection:
+        campaign_id = connection.execute(select(Message.campaign_id)).scalars().first()
+    assert campaign_id is not None
+    claim(engine, campaign_id, 0, limit=10)
+    store_submit_results(
+        engine,
+        [
+            SubmitResult(messages[0], 0, None, 0, skipped="paused"),
+            SubmitResult(messages[1], 0, None, 0, skipped="cancelled"),
+            SubmitResult(messages[2], 0, None, 0, skipped="expired"),
+        ],
+    )
+    assert _statuses(engine) == ["queued", "cancelled", "expired"]
+
+
+def test_claims_of_a_dead_worker_end_unknown_and_are_never_sent_again(
+    engine: Engine, messages: list[int]
+) -> None:
+    from dispatcher.delivery import abandon_stale_claims, claim
+
+    with engine.connect() as connection:
+        campaign_id = connection.execute(select(Message.campaign_id)).scalars().first()
+    assert campaign_id is not None
+    claim(engine, campaign_id, 0, limit=10)
+    assert abandon_stale_claims(engine, campaign_id, older_than=3600) == 0
+    assert abandon_stale_claims(engine, campaign_id, older_than=0) == 3
+    assert _statuses(engine) == ["unknown"] * 3
+    assert claim(engine, campaign_id, 0, limit=10) == []

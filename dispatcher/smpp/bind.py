@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import smpplib.client
@@ -100,6 +101,7 @@ class Submission:
 
 
 Pending = tuple[Submission, int]  # a message and the index of its next part to send
+Ack = Callable[[], None]  # answers one receipt's deliver_sm
 
 
 class BindSession(threading.Thread):
@@ -108,7 +110,7 @@ class BindSession(threading.Thread):
     def __init__(
         self,
         settings: BindSettings,
-        on_receipt: Callable[[receipts.Receipt], None],
+        on_receipt: Callable[[receipts.Receipt, Ack], None],
         on_state: Callable[[str, bool], None] = lambda name, up: None,
         halted: Callable[[int], str | None] = lambda campaign_id: None,
     ) -> None:
@@ -126,6 +128,8 @@ class BindSession(threading.Thread):
         self._client: Any = None
         self._last_io = time.monotonic()
         self._slow_until = 0.0
+        self._connection = 0  # counts connections, so an ack never crosses into a new one
+        self._acks: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
 
     # -- called from other threads -------------------------------------------------------
 
@@ -137,6 +141,10 @@ class BindSession(threading.Thread):
     def backlog(self) -> int:
         """Roughly how many messages wait on this bind."""
         return self._inbox.qsize() + len(self._retry) + len(self._inflight)
+
+    def acknowledge(self, connection: int, sequence: int) -> None:
+        """Answer a receipt's deliver_sm, now that the receipt is stored."""
+        self._acks.put((connection, sequence))
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish outstanding answers, unbind and close."""
@@ -173,6 +181,7 @@ class BindSession(threading.Thread):
         client.connect()
         client._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._client = client
+        self._connection += 1
         client.bind_transceiver(
             system_id=s.system_id,
             password=s.password.get_secret_value(),
@@ -196,6 +205,7 @@ class BindSession(threading.Thread):
             readable, _, _ = select.select([self._client._socket], [], [], wait)
             if readable:
                 self._read_available()
+            self._send_acks()
             self._keep_alive()
 
     def _idle_wait(self) -> float:
@@ -316,18 +326,32 @@ class BindSession(threading.Thread):
         submission.ticket.record(SubmitResult(submission.message_id, part_no, smsc_id, status))
 
     def _delivered(self, pdu: Any) -> None:
-        self._reply(pdu, "deliver_sm_resp")
-        if not receipts.is_receipt(int(pdu.esm_class or 0)):
-            return
-        receipt = receipts.parse(
-            receipted_message_id=getattr(pdu, "receipted_message_id", None),
-            message_state=getattr(pdu, "message_state", None),
-            text=pdu.short_message,
-        )
+        # A receipt is answered only once it is stored (see acknowledge): if this process dies
+        # first, the SMSC delivers it again. Anything else is answered at once.
+        receipt = None
+        if receipts.is_receipt(int(pdu.esm_class or 0)):
+            receipt = receipts.parse(
+                receipted_message_id=getattr(pdu, "receipted_message_id", None),
+                message_state=getattr(pdu, "message_state", None),
+                text=pdu.short_message,
+            )
+            if receipt is None:
+                log.warning("bind %s: unreadable delivery receipt", self.settings.name)
         if receipt is None:
-            log.warning("bind %s: unreadable delivery receipt", self.settings.name)
+            self._reply(pdu, "deliver_sm_resp")
         else:
-            self._on_receipt(receipt)
+            self._on_receipt(receipt, partial(self.acknowledge, self._connection, pdu.sequence))
+
+    def _send_acks(self) -> None:
+        while True:
+            try:
+                connection, sequence = self._acks.get_nowait()
+            except queue.Empty:
+                return
+            if connection == self._connection:
+                resp = smpplib.smpp.make_pdu("deliver_sm_resp", client=self._client)
+                resp.sequence = sequence
+                self._client.send_pdu(resp)
 
     def _reply(self, pdu: Any, command: str) -> None:
         resp = smpplib.smpp.make_pdu(command, client=self._client)
