@@ -27,6 +27,7 @@ class Figures:
     receipts_per_second: float
     end_to_end_per_second: float
     wall_seconds: float
+    workers: int
     worker_peak_mb: float
     api_peak_mb: float
     ceiling: CeilingResult
@@ -64,9 +65,9 @@ def measure(stack: Stack, campaign_id: int, wall: float) -> tuple[float, float, 
     )
 
 
-def run(subscribers: int, var_dir: Path, window: int, console: Console) -> Figures:
+def run(subscribers: int, var_dir: Path, window: int, workers: int, console: Console) -> Figures:
     """Run the benchmark campaign, then the simulator's ceiling, in one stack."""
-    config = StackConfig(var_dir=var_dir, rate=0, window=window)
+    config = StackConfig(var_dir=var_dir, rate=0, window=window, workers=workers)
     with Stack(config) as stack:
         seeded = flow.seed(stack.settings.effective_database_url, subscribers)
         with httpx.Client(base_url=stack.api_url, timeout=60) as client:
@@ -75,8 +76,10 @@ def run(subscribers: int, var_dir: Path, window: int, console: Console) -> Figur
             flow.watch(stack, client, seeded.approver_token, campaign_id, 3600, console)
             wall = time.monotonic() - started
         submits, receipts, end_to_end = measure(stack, campaign_id, wall)
-        worker_mb, api_mb = stack.peak_memory_mb("worker"), stack.peak_memory_mb("api")
-        stack.stop("worker")
+        worker_mb = max(stack.peak_memory_mb(name) for name in stack.worker_names)
+        api_mb = stack.peak_memory_mb("api")
+        for name in stack.worker_names:
+            stack.stop(name)
         ceiling = asyncio.run(
             measure_ceiling(
                 stack.smsc_host,
@@ -87,7 +90,9 @@ def run(subscribers: int, var_dir: Path, window: int, console: Console) -> Figur
                 password=config.password,
             )
         )
-    return Figures(subscribers, submits, receipts, end_to_end, wall, worker_mb, api_mb, ceiling)
+    return Figures(
+        subscribers, submits, receipts, end_to_end, wall, workers, worker_mb, api_mb, ceiling
+    )
 
 
 def report(figures: Figures, console: Console) -> None:
@@ -98,7 +103,8 @@ def report(figures: Figures, console: Console) -> None:
     console.print(f"wall time:           {figures.wall_seconds:,.1f} s (approve → all final)")
     console.print(f"submits/s:           {figures.submits_per_second:,.0f}")
     console.print(f"receipts/s:          {figures.receipts_per_second:,.0f}")
-    console.print(f"worker peak memory:  {figures.worker_peak_mb:,.0f} MB")
+    console.print(f"workers:             {figures.workers} (one bind each)")
+    console.print(f"worker peak memory:  {figures.worker_peak_mb:,.0f} MB (the largest)")
     console.print(f"api peak memory:     {figures.api_peak_mb:,.0f} MB")
     console.print(
         f"simulator ceiling:   {ceiling.submits_per_second:,.0f} submits/s, "

@@ -160,6 +160,7 @@ def seed_demo(
 def bench(
     subscribers: Annotated[int, typer.Option(min=1, help="Recipients of the campaign")] = 200_000,
     window: Annotated[int, typer.Option(min=1, help="Outstanding submit_sm per bind")] = 100,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes, one bind each")] = 2,
     var_dir: Annotated[Path, typer.Option(help="Working directory, emptied first")] = Path(
         "var/bench"
     ),
@@ -169,7 +170,7 @@ def bench(
 
     console = Console()
     _fresh(var_dir)
-    benchmark.report(benchmark.run(subscribers, var_dir, window, console), console)
+    benchmark.report(benchmark.run(subscribers, var_dir, window, workers, console), console)
 
 
 def _fresh(var_dir: Path) -> None:

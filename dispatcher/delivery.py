@@ -128,35 +128,50 @@ class ReceiptMatcher:
         return settled
 
     def _apply_chunk(self, chunk: dict[str, tuple[Receipt, float, list[Ack]]]) -> list[Ack]:
-        by_form = {form: smsc_id for smsc_id in chunk for form in candidate_ids(smsc_id)}
         at = utcnow()
         settled: list[Ack] = []
         with self.engine.begin() as connection:
-            found = connection.execute(
-                select(_part.c.id, _part.c.message_id, _part.c.smsc_message_id).where(
-                    _part.c.smsc_message_id.in_(list(by_form)),
-                    _part.c.status == MessageStatus.SUBMITTED,
-                )
-            ).all()
-            rows = []
-            for part_id, _, stored_id in found:
+            # Ids as the receipts wrote them first; only those not found in their other forms.
+            by_form = {smsc_id: smsc_id for smsc_id in chunk}
+            found = _submitted_parts(connection, list(by_form))
+            missing = set(chunk) - {by_form[row.smsc_message_id] for row in found}
+            others = {form: smsc_id for smsc_id in missing for form in candidate_ids(smsc_id)[1:]}
+            if others:
+                found += _submitted_parts(connection, list(others))
+                by_form |= others
+            rows, single, multi = [], [], set()
+            for part_id, message_id, stored_id, parts in found:
                 smsc_id = by_form[stored_id]
                 receipt, _, acks = chunk[smsc_id]
-                rows.append(
-                    {
-                        "pid": part_id,
-                        "new_status": receipt.status,
-                        "error": receipt.error_code,
-                        "at": at,
-                    }
-                )
+                final = {"new_status": receipt.status, "error": receipt.error_code, "at": at}
+                rows.append({"pid": part_id, **final})
+                if parts == 1:  # the part's end is the message's end
+                    single.append({"mid": message_id, **final})
+                else:
+                    multi.add(message_id)
                 if self.waiting.pop(smsc_id, None) is not None:
                     settled += acks
             if rows:
                 connection.execute(_set_part_final, rows)
-                settle_messages(connection, {message_id for _, message_id, _ in found}, at)
+            if single:
+                connection.execute(_set_message_final, single)
+            if multi:
+                settle_messages(connection, multi, at)
         self.applied += len(rows)
         return settled
+
+
+def _submitted_parts(connection: Connection, smsc_ids: list[str]) -> list[Any]:
+    return list(
+        connection.execute(
+            select(_part.c.id, _part.c.message_id, _part.c.smsc_message_id, _message.c.parts)
+            .join(_message, _message.c.id == _part.c.message_id)
+            .where(
+                _part.c.smsc_message_id.in_(smsc_ids),
+                _part.c.status == MessageStatus.SUBMITTED,
+            )
+        ).all()
+    )
 
 
 def settle_messages(connection: Connection, message_ids: set[int], at: Any) -> None:

@@ -58,6 +58,7 @@ class StackConfig:
     window: int = 100
     receipt_timeout: float = 3600.0
     job_timeout: int = 3600
+    workers: int = 1  # worker processes, each with its own bind
     queue_name: str = "dispatcher"
 
 
@@ -78,6 +79,11 @@ class Stack:
             queue_name=config.queue_name,
             receipt_timeout=config.receipt_timeout,
         )
+
+    @property
+    def worker_names(self) -> list[str]:
+        """The worker processes' names: "worker", then "worker-2", "worker-3"…"""
+        return ["worker", *(f"worker-{n}" for n in range(2, self.config.workers + 1))]
 
     @property
     def api_url(self) -> str:
@@ -141,7 +147,8 @@ class Stack:
             )
             wait_until(lambda: _accepts(self.smsc_host, self.smsc_port), 20, "SMSC simulator")
         self.spawn("api", ["api", "--port", str(self.api_port)])
-        self.spawn("worker", ["worker"])
+        for name in self.worker_names:
+            self.spawn(name, ["worker"])
         wait_until(self._api_healthy, 30, "API")
 
     def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
@@ -198,7 +205,7 @@ class Stack:
         traceback: TracebackType | None,
     ) -> None:
         # The worker first, so it unbinds while the SMSC is still there.
-        for name in ("worker", "api", "smsc-sim", *list(self.processes)):
+        for name in (*self.worker_names, "api", "smsc-sim", *list(self.processes)):
             self.stop(name)
         if self._own_redis:
             embedded_redis.stop(self.config.var_dir)
