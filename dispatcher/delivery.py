@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
 
 from campaigns.models import Message, MessagePart, MessageStatus, utcnow
 from dispatcher.smpp.bind import ESME_ROK, Ack, SubmitResult
@@ -227,6 +227,31 @@ def claim(engine: Engine, campaign_id: int, batch_no: int, limit: int) -> list[t
             .returning(_message.c.id, _message.c.msisdn)
         ).all()
     return sorted((int(message_id), msisdn) for message_id, msisdn in rows)
+
+
+def stalled_batches(engine: Engine, campaign_id: int, quiet: float) -> list[int]:
+    """Batches with queued messages when nothing of the campaign was claimed for `quiet` s.
+
+    Their jobs may have been lost (a Redis that lost its data); queuing jobs again is harmless,
+    as claims keep two jobs from sending the same message.
+    """
+    cutoff = utcnow() - timedelta(seconds=quiet)
+    with engine.connect() as connection:
+        last = connection.execute(
+            select(func.max(_message.c.submitted_at)).where(_message.c.campaign_id == campaign_id)
+        ).scalar_one()
+        if last is not None and last >= cutoff:
+            return []
+        batches = connection.execute(
+            select(_message.c.batch_no)
+            .where(
+                _message.c.campaign_id == campaign_id,
+                _message.c.status == MessageStatus.QUEUED,
+            )
+            .distinct()
+            .order_by(_message.c.batch_no)
+        ).scalars()
+        return [int(batch_no) for batch_no in batches]
 
 
 def abandon_stale_claims(engine: Engine, campaign_id: int, older_than: float) -> int:

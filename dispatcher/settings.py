@@ -43,6 +43,11 @@ class Settings(BaseSettings):
         ge=5,
         description="seconds a send job may run; a dead worker's jobs rerun after it",
     )
+    requeue_after: float = Field(
+        default=60,
+        gt=0,
+        description="seconds without a claim before a campaign's batches are queued again",
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     queue_name: str = "dispatcher"

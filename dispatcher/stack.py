@@ -59,6 +59,7 @@ class StackConfig:
     receipt_timeout: float = 3600.0
     job_timeout: int = 3600
     workers: int = 1  # worker processes, each with its own bind
+    requeue_after: float = 60.0
     queue_name: str = "dispatcher"
 
 
@@ -111,6 +112,7 @@ class Stack:
             DISPATCHER_BINDS=json.dumps(binds),
             DISPATCHER_RECEIPT_TIMEOUT=str(self.config.receipt_timeout),
             DISPATCHER_JOB_TIMEOUT=str(self.config.job_timeout),
+            DISPATCHER_REQUEUE_AFTER=str(self.config.requeue_after),
             DISPATCHER_QUEUE_NAME=self.config.queue_name,
         )
         return env

@@ -4,7 +4,8 @@ import asyncio
 import logging
 import queue
 import time
-from datetime import UTC
+from dataclasses import dataclass, field
+from datetime import UTC, timedelta
 from typing import Any
 
 from arq import Worker
@@ -37,6 +38,7 @@ HOUSEKEEPING_INTERVAL = 1.0
 RECEIPT_FLUSH_INTERVAL = 0.2
 CLAIM_SIZE = 100  # messages a send job takes at a time: at most this many per job in doubt
 STALE_MARGIN = 10.0  # seconds past the job timeout before a claim counts as abandoned
+LOST_JOB_CHECK_TICKS = 10  # look for lost jobs every this many housekeeping ticks
 S = CampaignStatus
 
 
@@ -181,8 +183,16 @@ async def record_receipts(sending: Sending) -> None:
         await asyncio.to_thread(sending.record_receipts)
 
 
-def _tick(sending: Sending) -> None:
-    """Audit bind changes; expire, give up on late receipts, and close campaigns."""
+@dataclass
+class Requeue:
+    """Jobs that housekeeping found missing: expansions and batches to queue again."""
+
+    expansions: list[tuple[int, int]] = field(default_factory=list)  # (campaign, generation)
+    batches: list[tuple[int, int]] = field(default_factory=list)  # (campaign, batch)
+
+
+def _tick(sending: Sending, look_for_lost_jobs: bool = False) -> Requeue:
+    """Audit bind changes; expire, give up on late receipts, close campaigns, find lost jobs."""
     engine, settings = sending.engine, sending.settings
     events = _drain(sending.bind_events)
     if events:
@@ -196,6 +206,7 @@ def _tick(sending: Sending) -> None:
                 col(Campaign.status).in_([S.APPROVED, S.SCHEDULED, S.SENDING, S.PAUSED])
             )
         ).all()
+    requeue, unfinished = Requeue(), []
     for campaign_id in active:
         assert campaign_id is not None
         delivery.expire_unanswered(engine, campaign_id, settings.receipt_timeout)
@@ -210,14 +221,49 @@ def _tick(sending: Sending) -> None:
                 session=session, campaign=campaign
             ):
                 log.info("campaign %d completed", campaign_id)
+            elif look_for_lost_jobs:
+                unfinished.append(campaign)
+    # Outside the transaction above: on SQLite a second connection would wait for it forever.
+    for campaign in unfinished:
+        _find_lost_jobs(campaign, sending, requeue)
+    return requeue
 
 
-async def housekeeping(sending: Sending) -> None:
-    """Run `_tick` every second."""
+def _find_lost_jobs(campaign: Campaign, sending: Sending, requeue: Requeue) -> None:
+    """A Redis that lost its data loses the jobs: find what a campaign still waits for."""
+    assert campaign.id is not None
+    quiet = sending.settings.requeue_after
+    due = campaign.status == S.APPROVED or (
+        campaign.status == S.SCHEDULED
+        and campaign.send_start is not None
+        and campaign.send_start < utcnow() - timedelta(seconds=quiet)
+    )
+    approved = campaign.approved_at
+    if due and approved is not None and approved < utcnow() - timedelta(seconds=quiet):
+        requeue.expansions.append((campaign.id, campaign.generation))
+    elif campaign.status == S.SENDING:
+        stalled = delivery.stalled_batches(sending.engine, campaign.id, quiet)
+        requeue.batches += [(campaign.id, batch_no) for batch_no in stalled]
+
+
+async def housekeeping(sending: Sending, redis: ArqRedis) -> None:
+    """Run `_tick` every second; every so often queue again the jobs found lost."""
+    ticks = 0
     while True:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+        ticks += 1
         try:
-            await asyncio.to_thread(_tick, sending)
+            requeue = await asyncio.to_thread(_tick, sending, ticks % LOST_JOB_CHECK_TICKS == 0)
+            for campaign_id, generation in requeue.expansions:
+                await jobs.enqueue_expansion(redis, campaign_id, generation)
+            for campaign_id, batch_no in requeue.batches:
+                await jobs.enqueue_rest_of_batch(redis, campaign_id, batch_no)
+            if requeue.expansions or requeue.batches:
+                log.warning(
+                    "queued again: %d expansions, %d batches without a job",
+                    len(requeue.expansions),
+                    len(requeue.batches),
+                )
         except Exception:
             log.exception("housekeeping failed")
 
@@ -232,7 +278,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["loops"] = [
         asyncio.create_task(sending.halts.follow(ctx["redis"], settings.queue_name)),
         asyncio.create_task(record_receipts(sending)),
-        asyncio.create_task(housekeeping(sending)),
+        asyncio.create_task(housekeeping(sending, ctx["redis"])),
     ]
 
 

@@ -64,7 +64,9 @@ def run_factory(
 ) -> Iterator[Callable[[int, float], Run]]:
     cleanups: list[Callable[[], None]] = []
 
-    def start(subscribers: int, rate: float, job_timeout: int = 3600) -> Run:
+    def start(
+        subscribers: int, rate: float, job_timeout: int = 3600, requeue_after: float = 60
+    ) -> Run:
         smsc = serve_in_thread(SimulatorConfig(port=0, keep_messages=10_000))
         cleanups.append(smsc.stop)
         config = StackConfig(
@@ -75,6 +77,7 @@ def run_factory(
             queue_name=f"test-{uuid.uuid4().hex[:8]}",
             rate=rate,
             job_timeout=job_timeout,
+            requeue_after=requeue_after,
         )
         stack = Stack(config).__enter__()
         cleanups.insert(0, lambda: stack.__exit__(None, None, None))
@@ -206,3 +209,21 @@ def test_a_worker_killed_mid_campaign_sends_nothing_twice(
     assert set(counts) <= {"delivered", "unknown"}
     assert counts.get("unknown", 0) <= 4 * 100
     assert counts["delivered"] + counts.get("unknown", 0) == 2000
+
+
+def test_a_redis_that_lost_its_data_mid_campaign_loses_no_message(
+    run_factory: Callable[..., Run], redis_url: str
+) -> None:
+    import redis as redis_client
+
+    run = run_factory(2000, 400, requeue_after=3)
+    campaign_id = flow.run_campaign(run.api, run.seeded)
+    wait_for(lambda: run.smsc.stats.submits >= 500)
+    client = redis_client.Redis.from_url(redis_url)
+    client.flushdb()  # every queued job is gone, as after a restart without persistence
+    client.close()
+    report = run.finish(campaign_id)
+    destinations = [m.destination_addr for m in run.smsc.simulator.accepted]
+    assert report["status"] == "completed"
+    assert report["by_status"] == {"delivered": 2000}
+    assert len(destinations) == len(set(destinations)) == 2000
