@@ -4,7 +4,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, func, select
 
-from campaigns import audit, content, targeting
+from campaigns import content, targeting
 from campaigns.models import (
     PENDING_MESSAGE_STATUSES,
     Campaign,
@@ -14,7 +14,7 @@ from campaigns.models import (
     utcnow,
 )
 from campaigns.policy import Policy
-from campaigns.service import end_queued, sent_text
+from campaigns.service import end_queued, record_event, sent_text
 
 S = CampaignStatus
 SYSTEM = "system"
@@ -34,7 +34,9 @@ def start_sending(
     campaign.status = S.SENDING
     session.add(campaign)
     session.flush()
-    _audit(session, "campaign.sending", campaign, recipients=campaign.recipients, parts=parts)
+    record_event(
+        session, SYSTEM, "campaign.sending", campaign, recipients=campaign.recipients, parts=parts
+    )
     return campaign
 
 
@@ -52,8 +54,9 @@ def complete_if_done(*, session: Session, campaign: Campaign) -> bool:
     campaign.completed_at = utcnow()
     session.add(campaign)
     session.flush()
-    _audit(
+    record_event(
         session,
+        SYSTEM,
         "campaign.completed",
         campaign,
         by_status=count_by_status(session=session, campaign_id=campaign.id or 0),
@@ -72,7 +75,7 @@ def expire_if_due(*, session: Session, campaign: Campaign, now: datetime) -> boo
     campaign.completed_at = now
     session.add(campaign)
     session.flush()
-    _audit(session, "campaign.expired", campaign, messages_expired=expired)
+    record_event(session, SYSTEM, "campaign.expired", campaign, messages_expired=expired)
     return True
 
 
@@ -92,14 +95,3 @@ def count_by_status(*, session: Session, campaign_id: int) -> dict[str, int]:
         .group_by(Message.status)
     ).all()
     return {str(status): count for status, count in rows}
-
-
-def _audit(session: Session, action: str, campaign: Campaign, **details: object) -> None:
-    audit.record(
-        session=session,
-        actor=SYSTEM,
-        action=action,
-        subject=f"campaign:{campaign.id}",
-        campaign_id=campaign.id,
-        details={"status": str(campaign.status), "mode": str(campaign.mode), **details},
-    )

@@ -115,7 +115,7 @@ def create(*, session: Session, data: CampaignBase, actor: User, policy: Policy)
     campaign.content_hash = approval.content_hash(campaign)
     session.add(campaign)
     session.flush()
-    _audit(session, actor, "campaign.create", campaign, title=campaign.title)
+    record_event(session, actor, "campaign.create", campaign, title=campaign.title)
     return campaign
 
 
@@ -135,7 +135,7 @@ def edit(
         campaign.generation += 1  # a scheduled send job of the old content must not run
     session.add(campaign)
     session.flush()
-    _audit(session, actor, "campaign.edit", campaign, old_hash=old_hash)
+    record_event(session, actor, "campaign.edit", campaign, old_hash=old_hash)
     return campaign
 
 
@@ -147,7 +147,7 @@ def submit(*, session: Session, campaign: Campaign, actor: User) -> Campaign:
     campaign.submitted_at = utcnow()
     session.add(campaign)
     session.flush()
-    _audit(session, actor, "campaign.submit", campaign)
+    record_event(session, actor, "campaign.submit", campaign)
     return campaign
 
 
@@ -223,7 +223,7 @@ def approve(
         campaign.approved_at = utcnow()
         session.add(campaign)
         session.flush()
-    _audit(
+    record_event(
         session,
         actor,
         "campaign.approve",
@@ -244,7 +244,7 @@ def reject(*, session: Session, campaign: Campaign, actor: User, reason: str) ->
     campaign.reject_reason = reason
     session.add(campaign)
     session.flush()
-    _audit(session, actor, "campaign.reject", campaign, reason=reason)
+    record_event(session, actor, "campaign.reject", campaign, reason=reason)
     return campaign
 
 
@@ -257,7 +257,7 @@ def cancel(*, session: Session, campaign: Campaign, actor: User) -> Campaign:
     campaign.completed_at = utcnow()
     session.add(campaign)
     stopped = end_queued(session=session, campaign=campaign, status=MessageStatus.CANCELLED)
-    _audit(session, actor, "campaign.cancel", campaign, messages_cancelled=stopped)
+    record_event(session, actor, "campaign.cancel", campaign, messages_cancelled=stopped)
     return campaign
 
 
@@ -268,7 +268,7 @@ def pause(*, session: Session, campaign: Campaign, actor: User) -> Campaign:
     campaign.status = S.PAUSED
     session.add(campaign)
     session.flush()
-    _audit(session, actor, "campaign.pause", campaign)
+    record_event(session, actor, "campaign.pause", campaign)
     return campaign
 
 
@@ -280,7 +280,7 @@ def resume(*, session: Session, campaign: Campaign, actor: User) -> Campaign:
     campaign.generation += 1
     session.add(campaign)
     session.flush()
-    _audit(session, actor, "campaign.resume", campaign)
+    record_event(session, actor, "campaign.resume", campaign)
     return campaign
 
 
@@ -295,9 +295,10 @@ def end_queued(*, session: Session, campaign: Campaign, status: MessageStatus) -
     return int(result.rowcount)
 
 
-def _audit(
-    session: Session, actor: User, action: str, campaign: Campaign, **details: object
+def record_event(
+    session: Session, actor: User | str, action: str, campaign: Campaign, **details: object
 ) -> None:
+    """Append a campaign event to the audit log, with the campaign's status and mode."""
     details = {"status": str(campaign.status), "mode": str(campaign.mode), **details}
     audit.record(
         session=session,

@@ -88,6 +88,14 @@ def messages(engine: Engine) -> list[int]:
         return [row[0] for row in connection.execute(select(Message.id).order_by(Message.id))]  # type: ignore[arg-type]
 
 
+@pytest.fixture
+def campaign_id(engine: Engine, messages: list[int]) -> int:
+    with engine.connect() as connection:
+        found = connection.execute(select(Message.campaign_id)).scalars().first()
+    assert found is not None
+    return int(found)
+
+
 def _statuses(engine: Engine) -> list[str]:
     with engine.connect() as connection:
         return [row[0] for row in connection.execute(select(Message.status).order_by(Message.id))]  # type: ignore[arg-type]
@@ -140,14 +148,11 @@ def test_a_receipt_does_not_change_a_final_status(engine: Engine, messages: list
 
 
 def test_messages_without_a_receipt_end_unknown_after_the_timeout(
-    engine: Engine, messages: list[int]
+    engine: Engine, messages: list[int], campaign_id: int
 ) -> None:
     from dispatcher.delivery import expire_unanswered
 
     store_submit_results(engine, [SubmitResult(messages[0], 0, "1", 0)])
-    with engine.connect() as connection:
-        campaign_id = connection.execute(select(Message.campaign_id)).scalars().first()
-    assert campaign_id is not None
     assert expire_unanswered(engine, campaign_id, timeout=3600) == 0
     assert expire_unanswered(engine, campaign_id, timeout=0) == 1
     assert _statuses(engine)[0] == "unknown"
@@ -185,12 +190,11 @@ def test_a_long_message_is_delivered_only_when_every_part_is(
     assert _statuses(engine)[:2] == ["delivered", "undeliverable"]
 
 
-def test_a_batch_is_claimed_by_one_send_job_only(engine: Engine, messages: list[int]) -> None:
+def test_a_batch_is_claimed_by_one_send_job_only(
+    engine: Engine, messages: list[int], campaign_id: int
+) -> None:
     from dispatcher.delivery import claim
 
-    with engine.connect() as connection:
-        campaign_id = connection.execute(select(Message.campaign_id)).scalars().first()
-    assert campaign_id is not None
     first = claim(engine, campaign_id, 0, limit=2)
     assert [message_id for message_id, _ in first] == messages[:2]
     second = claim(engine, campaign_id, 0, limit=2)
@@ -200,13 +204,10 @@ def test_a_batch_is_claimed_by_one_send_job_only(engine: Engine, messages: list[
 
 
 def test_unsent_messages_go_back_to_the_queue_or_end_as_told(
-    engine: Engine, messages: list[int]
+    engine: Engine, messages: list[int], campaign_id: int
 ) -> None:
     from dispatcher.delivery import claim
 
-    with engine.connect() as connection:
-        campaign_id = connection.execute(select(Message.campaign_id)).scalars().first()
-    assert campaign_id is not None
     claim(engine, campaign_id, 0, limit=10)
     store_submit_results(
         engine,
@@ -220,13 +221,10 @@ def test_unsent_messages_go_back_to_the_queue_or_end_as_told(
 
 
 def test_claims_of_a_dead_worker_end_unknown_and_are_never_sent_again(
-    engine: Engine, messages: list[int]
+    engine: Engine, messages: list[int], campaign_id: int
 ) -> None:
     from dispatcher.delivery import abandon_stale_claims, claim
 
-    with engine.connect() as connection:
-        campaign_id = connection.execute(select(Message.campaign_id)).scalars().first()
-    assert campaign_id is not None
     claim(engine, campaign_id, 0, limit=10)
     assert abandon_stale_claims(engine, campaign_id, older_than=3600) == 0
     assert abandon_stale_claims(engine, campaign_id, older_than=0) == 3
