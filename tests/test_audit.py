@@ -430,22 +430,8 @@ def test_without_a_token_the_log_is_closed(client: TestClient, path: str) -> Non
 # --- the command ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def configured(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator[None]:
-    from dispatcher.db import get_engine
-    from dispatcher.settings import get_settings
-
-    monkeypatch.setenv("DISPATCHER_DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    get_engine.cache_clear()
-    yield
-    get_engine().dispose()
-    get_settings.cache_clear()
-    get_engine.cache_clear()
-
-
 def test_the_verify_command_exits_0_when_intact_and_1_after_tampering(
-    configured: None, engine: Engine
+    settings_env: None, engine: Engine
 ) -> None:
     from dispatcher.cli import app
 
