@@ -1,0 +1,1 @@
+"""The sending engine: from a queued message to a stored answer, in one folder."""
