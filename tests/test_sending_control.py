@@ -21,7 +21,8 @@ from campaigns.people import create_user
 from dispatcher import demo as flow
 from dispatcher.db import make_engine, session_scope
 from dispatcher.smsc.pdu import message_text
-from dispatcher.smsc.simulator import SimulatorConfig, ThreadedSimulator, serve_in_thread
+from dispatcher.smsc.simulator import SimulatorConfig
+from dispatcher.smsc.threaded import ThreadedSimulator, serve_in_thread
 from dispatcher.stack import Stack, StackConfig
 
 pytestmark = pytest.mark.timeout(180)

@@ -17,12 +17,8 @@ from dispatcher.smsc import pdu
 from dispatcher.smsc.ceiling import measure_ceiling
 from dispatcher.smsc.command import parse_outcomes
 from dispatcher.smsc.pdu import BindRequest, CommandId, ShortMessage, Status, Tag
-from dispatcher.smsc.simulator import (
-    Simulator,
-    SimulatorConfig,
-    ThreadedSimulator,
-    serve_in_thread,
-)
+from dispatcher.smsc.simulator import Simulator, SimulatorConfig
+from dispatcher.smsc.threaded import ThreadedSimulator, serve_in_thread
 
 DEADLINE = 5.0
 DESTINATION = "46701234567"
@@ -269,7 +265,7 @@ async def test_no_receipt_unless_requested(smsc: SimulatorFactory, connect: Esme
 
 
 async def test_throttles_above_max_rate(smsc: SimulatorFactory, connect: EsmeFactory) -> None:
-    simulator = await smsc(max_rate=5.0)
+    simulator = await smsc(max_rate=5.0, burst=5.0)
     esme = await connect(simulator)
     await esme.bind()
     await esme.send(*(esme.submit() for _ in range(20)), pdu.build_enquire_link(99))

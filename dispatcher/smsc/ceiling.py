@@ -1,7 +1,15 @@
-"""A bare raw-asyncio SMPP client measuring how fast the SMSC simulator itself can go."""
+"""A bare raw-asyncio SMPP client measuring how fast the SMSC simulator itself can go.
 
+`python -m dispatcher.smsc.ceiling` starts a simulator in a child process (options after `--`
+go to it, e.g. `-- --record /tmp/r.tsv`), or measures one already running with `--port`.
+"""
+
+import argparse
 import asyncio
 import socket
+import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 
@@ -187,3 +195,51 @@ async def measure_ceiling(
         submit_seconds=protocol.submits_done - protocol.started,
         total_seconds=protocol.finished - protocol.started,
     )
+
+
+_SIMULATOR = "import typer; from dispatcher.smsc.command import smsc_sim; typer.run(smsc_sim)"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure the simulator's ceiling `--runs` times and print each run and the median."""
+    parser = argparse.ArgumentParser(
+        prog="python -m dispatcher.smsc.ceiling", description=main.__doc__
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, help="a running simulator (default: start one)")
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--window", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("simulator_args", nargs="*", help="options of the started simulator")
+    args = parser.parse_args(argv)
+    child: subprocess.Popen[str] | None = None
+    port = args.port
+    if port is None:
+        child = subprocess.Popen(
+            [sys.executable, "-c", _SIMULATOR, "--port", "0", *args.simulator_args],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None
+        port = int(child.stdout.readline().rsplit(":", 1)[1])
+    try:
+        rates = []
+        for run in range(1, args.runs + 1):
+            result = asyncio.run(
+                measure_ceiling(args.host, port, messages=args.messages, window=args.window)
+            )
+            rates.append(result.receipts_per_second)
+            print(
+                f"run {run}: {result.submits_per_second:,.0f} submits/s, "
+                f"{result.receipts_per_second:,.0f} msg/s with receipts",
+                flush=True,
+            )
+        print(f"median: {statistics.median(rates):,.0f} msg/s with receipts")
+    finally:
+        if child is not None:
+            child.terminate()
+            child.wait(10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,9 +1,14 @@
-"""The `smsc-sim` command: run the SMSC simulator until SIGINT or SIGTERM."""
+"""The `smsc-sim` command: run the SMSC simulator until SIGINT or SIGTERM.
+
+SIGUSR1 drops every ESME connection at once (the simulator keeps listening); SIGUSR2 stalls
+the simulator, or resumes it when stalled.
+"""
 
 import asyncio
 import dataclasses
 import logging
 import signal
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -28,12 +33,34 @@ def parse_outcomes(values: list[str]) -> dict[str, float]:
     return weights
 
 
+def parse_errors(values: list[str]) -> dict[int, float]:
+    """Injected error fractions from `STATUS=FRACTION` items (STATUS as 0x08 or 8)."""
+    errors: dict[int, float] = {}
+    for item in (part.strip() for value in values for part in value.split(",")):
+        if not item:
+            continue
+        status_text, equals, fraction = item.partition("=")
+        status_text = status_text.strip().lower()
+        try:
+            status = int(status_text, 16 if status_text.startswith("0x") else 10)
+            errors[status] = float(fraction)
+        except ValueError as error:
+            raise typer.BadParameter(f"{item!r} is not STATUS=FRACTION (e.g. 0x08=0.1)") from error
+        if not equals:
+            raise typer.BadParameter(f"{item!r} is not STATUS=FRACTION (e.g. 0x08=0.1)")
+    return errors
+
+
 async def _serve(config: SimulatorConfig) -> Simulator:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    simulator = Simulator(config)
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    simulator = Simulator(config)
+    loop.add_signal_handler(signal.SIGUSR1, simulator.drop_connections)
+    loop.add_signal_handler(
+        signal.SIGUSR2, lambda: simulator.resume() if simulator.stalled else simulator.stall()
+    )
     async with simulator:
         print(f"SMSC simulator listening on {config.host}:{simulator.port}", flush=True)
         await stop.wait()
@@ -61,7 +88,18 @@ def smsc_sim(
     ] = None,
     max_rate: Annotated[
         float | None,
-        typer.Option(help="Submits/s per bind above which submit_sm gets ESME_RTHROTTLED."),
+        typer.Option(
+            help="Submits/s per system_id (all its sessions together) above which submit_sm "
+            "gets ESME_RTHROTTLED."
+        ),
+    ] = None,
+    burst: Annotated[
+        float | None,
+        typer.Option(help="Submits allowed at once above --max-rate. Default: max(1, rate/10)."),
+    ] = None,
+    max_sessions: Annotated[
+        int | None,
+        typer.Option(help="Live binds per system_id; more get ESME_RBINDFAIL. Default: any."),
     ] = None,
     latency: Annotated[float, typer.Option(help="Seconds added before each submit_sm_resp.")] = 0.0,
     answer_unbind: Annotated[
@@ -71,8 +109,40 @@ def smsc_sim(
         ),
     ] = True,
     seed: Annotated[
-        int | None, typer.Option(help="Random seed for a reproducible outcome mix.")
+        int | None, typer.Option(help="Random seed for a reproducible outcome and fault mix.")
     ] = None,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            help="Append every accepted submit_sm to this file as "
+            "destination<TAB>message id<TAB>ref/total/seq or -."
+        ),
+    ] = None,
+    stats_file: Annotated[
+        Path | None,
+        typer.Option(help="Keep the statistics in this JSON file, rewritten every 0.5 s."),
+    ] = None,
+    error: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Answer this fraction of submit_sm with this command_status, as "
+            "STATUS=FRACTION (0x08=0.1); repeat or comma-separate."
+        ),
+    ] = None,
+    no_answer: Annotated[float, typer.Option(help="Fraction of submit_sm never answered.")] = 0.0,
+    ignore_enquire_link: Annotated[
+        bool, typer.Option("--ignore-enquire-link", help="Never answer enquire_link.")
+    ] = False,
+    vendor_pdu_every: Annotated[
+        int,
+        typer.Option(
+            help="After every N accepted submits on a session, send a vendor PDU "
+            "(0x00010200) the ESME should answer with generic_nack. 0: never."
+        ),
+    ] = 0,
+    stall: Annotated[
+        bool, typer.Option("--stall", help="Start stalled (SIGUSR2 resumes).")
+    ] = False,
     log_level: Annotated[
         str, typer.Option(help="Logging level (DEBUG, INFO, WARNING, ...).")
     ] = "WARNING",
@@ -90,9 +160,18 @@ def smsc_sim(
             receipt_delay=receipt_delay,
             outcomes=parse_outcomes(outcome) if outcome else {"DELIVRD": 1.0},
             max_rate=max_rate,
+            burst=burst,
+            max_sessions=max_sessions,
             latency=latency,
             answer_unbind=answer_unbind,
             seed=seed,
+            record=record,
+            stats_file=stats_file,
+            errors=parse_errors(error) if error else {},
+            no_answer=no_answer,
+            ignore_enquire_link=ignore_enquire_link,
+            vendor_pdu_every=vendor_pdu_every,
+            stalled=stall,
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error

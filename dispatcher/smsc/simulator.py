@@ -1,86 +1,58 @@
-"""An SMPP 3.4 SMSC simulator: binds, pipelined submit_sm, delivery receipts, throttling."""
+"""An SMPP 3.4 SMSC simulator: binds, pipelined submit_sm, receipts, throttling and faults."""
 
 import asyncio
 import functools
 import itertools
 import logging
+import os
 import random
 import time
-from collections import defaultdict, deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
 from dispatcher.smsc import pdu
-from dispatcher.smsc.pdu import ShortMessage, Status
-from dispatcher.smsc.session import SMSC_SYSTEM_ID, _Receipt, _Session, mask
-from dispatcher.smsc.threaded import ThreadedSimulator, serve_in_thread
+from dispatcher.smsc.config import (
+    NO_ANSWER,
+    OUTCOMES,
+    Faults,
+    SimulatorConfig,
+    SimulatorStats,
+    read_stats,
+)
+from dispatcher.smsc.pdu import BindRequest, ShortMessage, Status
+from dispatcher.smsc.record import read_record, read_record_parts, record_line
+from dispatcher.smsc.session import (
+    SMSC_SYSTEM_ID,
+    VENDOR_COMMAND_ID,
+    _Receipt,
+    _Session,
+    _TokenBucket,
+    mask,
+)
 
 __all__ = [
+    "NO_ANSWER",
     "OUTCOMES",
     "SMSC_SYSTEM_ID",
+    "VENDOR_COMMAND_ID",
+    "Faults",
     "Simulator",
     "SimulatorConfig",
     "SimulatorStats",
-    "ThreadedSimulator",
     "mask",
-    "serve_in_thread",
+    "read_record",
+    "read_record_parts",
+    "read_stats",
 ]
 
 log = logging.getLogger("dispatcher.smsc")
 
-OUTCOMES = tuple(pdu.MESSAGE_STATES)
 _MAX_PENDING_RECEIPTS = 100_000  # per system_id, kept while no receiver is bound
+STATS_INTERVAL = 0.5  # seconds between rewrites of the stats file
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class SimulatorConfig:
-    """How the simulated SMSC listens, authenticates and answers."""
-
-    host: str = "127.0.0.1"
-    port: int = 2775
-    system_id: str | None = None
-    password: str | None = None
-    receipt_delay: float = 0.0
-    outcomes: Mapping[str, float] = field(default_factory=lambda: {"DELIVRD": 1.0})
-    max_rate: float | None = None
-    latency: float = 0.0
-    answer_unbind: bool = True
-    seed: int | None = None
-    keep_messages: int = 0  # how many accepted submit_sm to keep in `Simulator.accepted`
-
-    def __post_init__(self) -> None:
-        unknown = set(self.outcomes) - set(OUTCOMES)
-        if unknown:
-            raise ValueError(f"unknown outcomes {sorted(unknown)}; use {', '.join(OUTCOMES)}")
-        if any(weight < 0 for weight in self.outcomes.values()) or not any(
-            weight > 0 for weight in self.outcomes.values()
-        ):
-            raise ValueError("outcome weights must be >= 0 with at least one > 0")
-        if self.receipt_delay < 0 or self.latency < 0:
-            raise ValueError("receipt_delay and latency must be >= 0")
-        if self.max_rate is not None and self.max_rate <= 0:
-            raise ValueError("max_rate must be > 0 (or None for no limit)")
-
-
-@dataclass
-class SimulatorStats:
-    """Counters since the simulator was created; `submits` counts accepted submit_sm only."""
-
-    binds: int = 0
-    bind_failures: int = 0
-    submits: int = 0
-    rejected: int = 0
-    throttled: int = 0
-    receipts_sent: int = 0
-    receipts_acked: int = 0
-    receipts_nacked: int = 0
-    enquire_links: int = 0
-    unbinds: int = 0
-    generic_nacks: int = 0
-    last_submit: float = 0.0  # time.monotonic() of the last accepted submit_sm
 
 
 @functools.lru_cache(maxsize=8)
@@ -132,24 +104,40 @@ class _FifoTimer(Generic[_T]):
 
 
 class Simulator:
-    """An SMSC on asyncio: create, `await start()`, read `port` and `stats`, `await stop()`."""
+    """An SMSC on asyncio: create, `await start()`, read `port` and `stats`, `await stop()`.
+
+    `faults` may be changed while it runs, on its event loop (`stall()`, `resume()` and
+    `drop_connections()` too); `ThreadedSimulator` has thread-safe equivalents.
+    """
 
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
         self.stats = SimulatorStats()
         self.accepted: deque[ShortMessage] = deque(maxlen=config.keep_messages or 1)
+        self.faults: Faults = config.faults()
+        self.submit_faults = False
+        self.stalled = False
+        self._draws: tuple[tuple[float, int], ...] = ()
         self._server: asyncio.Server | None = None
         self._sessions: set[_Session] = set()
         self._dirty: list[_Session] = []
         self._pending: defaultdict[str, deque[_Receipt]] = defaultdict(deque)
+        self._buckets: dict[str, _TokenBucket] = {}
+        self._bound: Counter[str] = Counter()
         # Ids start from the clock so that a restarted simulator does not reuse them.
         self._ids = itertools.count(time.time_ns() // 1_000_000 * 1000)
         self._rng = random.Random(config.seed)
+        self._fault_rng = random.Random(config.seed)
         weighted = [(stat, weight) for stat, weight in config.outcomes.items() if weight > 0]
         self._stats_choice = [stat for stat, _ in weighted]
         self._cum_weights = list(itertools.accumulate(weight for _, weight in weighted))
         self._responses: _FifoTimer[tuple[_Session, bytes, _Receipt | None]] | None = None
         self._receipts: _FifoTimer[tuple[_Session, _Receipt]] | None = None
+        self._record_fd: int | None = None
+        self._record: list[str] = []
+        self._stats_handle: asyncio.TimerHandle | None = None
+        self.faults.watch(self._faults_changed)
+        self._faults_changed()
 
     async def start(self) -> None:
         """Bind the listening socket and start accepting ESMEs."""
@@ -157,10 +145,19 @@ class Simulator:
             raise RuntimeError("simulator already started")
         self._responses = _FifoTimer(self.config.latency, self._release_response, self.flush)
         self._receipts = _FifoTimer(self.config.receipt_delay, self._route_receipt, self.flush)
+        if self.config.record is not None:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+            self._record_fd = os.open(self.config.record, flags, 0o644)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Session(self), self.config.host, self.config.port, reuse_address=True
-        )
+        try:
+            self._server = await loop.create_server(
+                lambda: _Session(self), self.config.host, self.config.port, reuse_address=True
+            )
+        except BaseException:
+            self._close_record()
+            raise
+        if self.config.stats_file is not None:
+            self._write_stats_periodically()
         log.info("SMSC simulator listening on %s:%d", self.config.host, self.port)
 
     @property
@@ -189,6 +186,11 @@ class Simulator:
                     session.close(abort=True)
             await asyncio.wait([s.closed for s in sessions], timeout=1.0)
         await server.wait_closed()
+        self._close_record()
+        if self._stats_handle is not None:
+            self._stats_handle.cancel()
+            self._stats_handle = None
+            self._write_stats()
         log.info("SMSC simulator stopped: %s", self.stats)
 
     async def __aenter__(self) -> Self:
@@ -202,6 +204,47 @@ class Simulator:
         traceback: TracebackType | None,
     ) -> None:
         await self.stop()
+
+    # Faults changed at run time.
+
+    def stall(self) -> None:
+        """Read nothing and answer nothing on any session until `resume()`; keep them open."""
+        self.faults.stalled = True
+
+    def resume(self) -> None:
+        """End a stall: read what the ESMEs sent meanwhile, write what was held back."""
+        self.faults.stalled = False
+
+    def drop_connections(self) -> int:
+        """Abort every ESME connection, answering nothing in flight; keep listening."""
+        sessions = list(self._sessions)
+        for session in sessions:
+            session.drop()
+        self.stats.connections_dropped += len(sessions)
+        log.info("dropped %d connection(s)", len(sessions))
+        return len(sessions)
+
+    def _faults_changed(self) -> None:
+        faults = self.faults
+        self._draws = faults.submit_draws
+        self.submit_faults = bool(self._draws) or faults.vendor_pdu_every > 0
+        if faults.stalled == self.stalled:
+            return
+        self.stalled = faults.stalled
+        log.info("simulator %s", "stalled" if self.stalled else "resumed")
+        for session in list(self._sessions):
+            session.stall() if self.stalled else session.resume()
+        self.flush()
+
+    def submit_fault(self) -> int | None:
+        """For one submit_sm: NO_ANSWER, an error status to answer, or None to accept it."""
+        draw = self._fault_rng.random()
+        for threshold, fault in self._draws:
+            if draw < threshold:
+                return fault
+        return None
+
+    # What sessions call.
 
     def session_opened(self, session: _Session) -> None:
         """Track a new connection."""
@@ -221,18 +264,57 @@ class Simulator:
         self._dirty.append(session)
 
     def flush(self) -> None:
-        """Write out everything queued on every session, one write each."""
+        """Record what was accepted, then write out what every session has queued, one write each.
+
+        While stalled the sessions' output is held back (and written on resume).
+        """
+        if self._record:
+            self._write_record()
+        if self.stalled:
+            return
         for session in self._dirty:
             session.write_out()
         self._dirty.clear()
 
-    def check_credentials(self, request: pdu.BindRequest) -> Status:
+    def check_credentials(self, request: BindRequest) -> Status:
         """The bind_*_resp status for `request` under the configured credentials."""
         if self.config.system_id is not None and request.system_id != self.config.system_id:
             return Status.BIND_FAILED
         if self.config.password is not None and request.password != self.config.password:
             return Status.INVALID_PASSWORD
         return Status.OK
+
+    def admit(self, session: _Session, request: BindRequest) -> Status:
+        """The bind_*_resp status for `request`; when OK, the session holds a slot."""
+        status = self.check_credentials(request)
+        if status != Status.OK:
+            return status
+        limit = self.config.max_sessions
+        if limit is not None and self._bound[request.system_id] >= limit:
+            self.stats.sessions_refused += 1
+            log.info("%r already has %d session(s) bound: bind refused", request.system_id, limit)
+            return Status.BIND_FAILED
+        self._bound[request.system_id] += 1
+        self.stats.sessions_bound += 1
+        session.holds_slot = True
+        return Status.OK
+
+    def release(self, session: _Session) -> None:
+        """Free the slot of a session that unbound or closed (once)."""
+        if session.holds_slot:
+            session.holds_slot = False
+            self._bound[session.system_id] -= 1
+            self.stats.sessions_bound -= 1
+
+    def bucket(self, system_id: str) -> _TokenBucket | None:
+        """The rate bucket every session of `system_id` draws from (None: no limit)."""
+        rate = self.config.max_rate
+        if rate is None:
+            return None
+        bucket = self._buckets.get(system_id)
+        if bucket is None:
+            bucket = self._buckets[system_id] = _TokenBucket(rate, self.config.effective_burst)
+        return bucket
 
     def accept(self, system_id: str, message: ShortMessage) -> tuple[str, _Receipt | None]:
         """A new message id for an accepted submit, and its receipt if one is due."""
@@ -241,6 +323,8 @@ class Simulator:
         message_id = str(next(self._ids))
         if self.config.keep_messages:
             self.accepted.append(message)
+        if self._record_fd is not None:
+            self._record.append(record_line(message, message_id))
         if len(self._stats_choice) == 1:
             stat = self._stats_choice[0]
         else:
@@ -303,3 +387,38 @@ class Simulator:
             submit_date=receipt.submit_date,
             done_date=_stamp(time.time()),
         )
+
+    # The record and the stats file.
+
+    def _write_record(self) -> None:
+        data = "".join(self._record).encode("latin-1", "replace")
+        self._record.clear()
+        fd = self._record_fd
+        if fd is None:
+            return
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+
+    def _close_record(self) -> None:
+        if self._record:
+            self._write_record()
+        fd, self._record_fd = self._record_fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def _write_stats(self) -> None:
+        path = self.config.stats_file
+        if path is None:
+            return
+        temporary = Path(f"{path}.{os.getpid()}.tmp")
+        try:
+            temporary.write_text(self.stats.to_json())
+            os.replace(temporary, path)
+        except OSError as error:
+            log.warning("cannot write %s: %s", path, error)
+
+    def _write_stats_periodically(self) -> None:
+        self._write_stats()
+        loop = asyncio.get_running_loop()
+        self._stats_handle = loop.call_later(STATS_INTERVAL, self._write_stats_periodically)
