@@ -6,18 +6,24 @@ from typing import Annotated
 from arq import ArqRedis
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import event
 from sqlmodel import Session
 
 from campaigns.models import User
 from campaigns.people import user_by_token
-from dispatcher.api.errors import Unauthorized
+from dispatcher.api.errors import Unauthorized, mark_committed
 from dispatcher.db import get_engine
 from dispatcher.settings import Settings, get_settings
 
 
-def get_session() -> Iterator[Session]:
-    """A session for one request, committed when the handler returns normally."""
+def get_session(request: Request) -> Iterator[Session]:
+    """A session for one request, committed when the handler returns normally.
+
+    A commit is noted on the request, so that an error after it (Redis going away before the
+    workers are told) is answered as "saved", not as "nothing changed".
+    """
     with Session(get_engine(), expire_on_commit=False) as session:
+        event.listen(session, "after_commit", lambda _: mark_committed(request))
         yield session
         session.commit()
 
@@ -41,9 +47,17 @@ def current_user(
     return user
 
 
-def get_queue(request: Request) -> ArqRedis:
-    """The arq pool opened at start-up."""
+async def get_queue(request: Request) -> ArqRedis:
+    """The arq pool, once Redis has answered a PING.
+
+    Actions commit their change first and only then queue a job or set a halt. Checking Redis
+    before the action runs means that while Redis is down the action is refused with
+    `queue_unavailable` and nothing was changed; the redis-py error of the PING is answered by
+    `dispatcher.api.errors`. The pool connects lazily (see `dispatcher.api.app`), so this is
+    also where a Redis that was down at start-up, or went away since, is found again.
+    """
     pool: ArqRedis = request.app.state.queue
+    await pool.ping()
     return pool
 
 

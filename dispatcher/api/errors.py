@@ -1,12 +1,40 @@
-"""One error shape for every error: `{"error": {"code": ..., "message": ...}}`."""
+"""One error shape for every error: `{"error": {"code": ..., "message": ...}}`.
 
+When the database or Redis cannot be reached the answer is a 503 with a `Retry-After`:
+
+- `database_unavailable`: the database did not answer (connection refused or lost, a
+  connection found dead, no connection to be had from the pool in time). The request's
+  transaction did not commit, so nothing it meant to write is stored (short of the connection
+  dropping during the COMMIT itself, which leaves any database client in doubt).
+- `queue_unavailable`: Redis did not answer when an action (approve, cancel, pause, resume)
+  was to queue a job or set a halt. Such actions check that Redis answers before they change
+  anything, so the usual answer is "nothing was changed, try again". Should Redis go away in the
+  instant between that check and the job, after the change was committed, the answer says that
+  the change was saved and must not be repeated (see `mark_committed`).
+
+Failures are logged with the exception's class and the first line of the driver's message,
+never `str()` of a SQLAlchemy statement error: that carries the statement's parameters, which
+may be subscriber numbers.
+"""
+
+import logging
+
+import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import exc as sa
 from starlette.exceptions import HTTPException
 
 from campaigns.errors import CampaignError, InvalidInput, InvalidState, NotFound, PermissionDenied
+from campaigns.numbers import mask_in_text
+
+log = logging.getLogger("dispatcher.api")
+
+RETRY_AFTER_SECONDS = 5
+"""What a 503 tells the caller to wait before trying again."""
+
+_COMMITTED = "dispatcher_committed"
 
 
 class Unauthorized(Exception):
@@ -20,14 +48,94 @@ STATUS_BY_ERROR: dict[type[CampaignError], int] = {
     InvalidInput: 422,
 }
 
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    sa.OperationalError,
+    sa.InterfaceError,
+    sa.TimeoutError,  # no connection from the pool in time: the database is not answering
+)
+QUEUE_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     """The body of every error answer."""
     return {"error": {"code": code, "message": message}}
 
 
+def unavailable(code: str, message: str) -> JSONResponse:
+    """A 503 in the error shape, with the `Retry-After` the caller should honour."""
+    return JSONResponse(
+        error_body(code, message),
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def summary(exc: BaseException) -> str:
+    """The exception's class and the first line of the driver's message, numbers masked.
+
+    A SQLAlchemy `StatementError` renders its SQL and parameters in `str()`; only the
+    underlying driver error (`orig`) is looked at, and only its first line (PostgreSQL's DETAIL
+    lines may quote values).
+    """
+    cause: BaseException = exc
+    if isinstance(exc, sa.StatementError) and isinstance(exc.orig, BaseException):
+        cause = exc.orig
+    lines = str(cause).strip().splitlines()
+    first = mask_in_text(lines[0])[:200] if lines else ""
+    name = type(exc).__name__
+    if cause is not exc:
+        name = f"{name} ({type(cause).__module__}.{type(cause).__name__})"
+    return f"{name}: {first}" if first else name
+
+
+def mark_committed(request: Request) -> None:
+    """Note that this request's transaction committed (the session dependency calls it)."""
+    setattr(request.state, _COMMITTED, True)
+
+
+def _committed(request: Request) -> bool:
+    return bool(getattr(request.state, _COMMITTED, False))
+
+
+def _where(request: Request) -> str:
+    # Paths may hold subscriber numbers (/v1/opt-outs/{msisdn}).
+    return f"{request.method} {mask_in_text(request.url.path)}"
+
+
+def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The answer to a request the database could not serve."""
+    log.warning("database unavailable on %s: %s", _where(request), summary(exc))
+    return unavailable(
+        "database_unavailable",
+        "the database is not answering; try again shortly",
+    )
+
+
+def queue_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The answer to an action that could not reach Redis; says whether the change stands."""
+    if _committed(request):
+        log.error(
+            "queue unavailable on %s after the change was committed; the workers were not told: %s",
+            _where(request),
+            summary(exc),
+        )
+        return unavailable(
+            "queue_unavailable",
+            "the change was saved, but the queue stopped answering before the workers could be "
+            "told; do not repeat the request: reload the campaign to see its state",
+        )
+    log.warning("queue unavailable on %s: %s", _where(request), summary(exc))
+    return unavailable(
+        "queue_unavailable",
+        "the job queue (Redis) is not answering; nothing was changed, try again shortly",
+    )
+
+
 def install(app: FastAPI) -> None:
-    """Map domain errors, validation errors and HTTP errors to the one error shape."""
+    """Map domain errors, validation errors, HTTP errors and outages to the one error shape."""
 
     @app.exception_handler(CampaignError)
     async def campaign_error(_: Request, exc: CampaignError) -> JSONResponse:
@@ -49,13 +157,32 @@ def install(app: FastAPI) -> None:
         )
         return JSONResponse(error_body("invalid_input", details), status_code=422)
 
-    @app.exception_handler(IntegrityError)
-    async def conflict(_: Request, exc: IntegrityError) -> JSONResponse:
+    @app.exception_handler(sa.IntegrityError)
+    async def conflict(_: Request, exc: sa.IntegrityError) -> JSONResponse:
         # Two requests raced for the same unique value; the check before the insert passed both.
         return JSONResponse(
             error_body("conflict", "it already exists (a concurrent request made it)"),
             status_code=409,
         )
+
+    async def database_down(request: Request, exc: Exception) -> JSONResponse:
+        return database_unavailable(request, exc)
+
+    for error in DATABASE_ERRORS:
+        app.add_exception_handler(error, database_down)
+
+    @app.exception_handler(sa.DBAPIError)
+    async def database_error(request: Request, exc: sa.DBAPIError) -> JSONResponse:
+        # Any other driver error is a 503 only if it was a disconnect; otherwise a real bug.
+        if exc.connection_invalidated:
+            return database_unavailable(request, exc)
+        raise exc
+
+    async def queue_down(request: Request, exc: Exception) -> JSONResponse:
+        return queue_unavailable(request, exc)
+
+    for error in QUEUE_ERRORS:
+        app.add_exception_handler(error, queue_down)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
