@@ -75,7 +75,7 @@ class Mode(StrEnum):
 
 class MessageStatus(StrEnum):
     QUEUED = "queued"
-    SUBMITTING = "submitting"  # claimed by one send job; its answers are not stored yet
+    SUBMITTING = "submitting"  # in one worker's bind: about to be written or awaiting answer
     SUBMITTED = "submitted"
     DELIVERED = "delivered"
     UNDELIVERABLE = "undeliverable"
@@ -252,7 +252,12 @@ class Message(SQLModel, table=True):
 
     __table_args__ = (
         sa.Index("ix_message_campaign_batch", "campaign_id", "batch_no"),
-        sa.Index("ix_message_campaign_status", "campaign_id", "status"),
+        # Claims take a campaign's queued messages in id order; completion asks for pending ones.
+        sa.Index("ix_message_campaign_status_id", "campaign_id", "status", "id"),
+        # The receipt timeout looks for messages submitted before a cutoff, in every campaign.
+        sa.Index("ix_message_status_submitted_at", "status", "submitted_at"),
+        # A dead worker's claims.
+        sa.Index("ix_message_claimed_by_status", "claimed_by", "status"),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
@@ -265,6 +270,21 @@ class Message(SQLModel, table=True):
     error_code: int | None = None
     submitted_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     done_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    claimed_by: int | None = None  # the worker whose bind holds it while `submitting`
+    attempts: int = 0  # submit_sm answered for it (the most for one part)
+    last_status: int | None = None  # the SMSC's last command_status for it
+    doubt: str | None = Field(default=None, max_length=16)  # why it may not have arrived, or twice
+
+
+class Worker(SQLModel, table=True):
+    """One worker process, alive while its heartbeat is fresh."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)  # host:pid
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    heartbeat_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    stopped_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    lost: bool = False  # declared dead by the housekeeping leader, not stopped by itself
 
 
 class MessagePart(SQLModel, table=True):

@@ -56,11 +56,12 @@ def api(
 
 @app.command()
 def worker() -> None:
-    """Run a worker: expand campaigns, send batches over the SMPP binds, record receipts."""
-    from dispatcher.worker import make_worker
+    """Run a worker: expand campaigns, send over the SMSC accounts' binds, record receipts."""
+    from dispatcher.db import get_engine
+    from dispatcher.sending.worker import run_worker
 
     _logging()
-    make_worker(get_settings()).run()
+    raise typer.Exit(run_worker(get_settings(), get_engine()))
 
 
 @db_app.command("upgrade")

@@ -28,29 +28,23 @@ async def connect(settings: Settings) -> ArqRedis:
 
 
 async def enqueue_expansion(
-    pool: ArqRedis, campaign_id: int, generation: int, at: datetime | None = None
+    pool: ArqRedis,
+    campaign_id: int,
+    generation: int,
+    at: datetime | None = None,
+    *,
+    again: bool = False,
 ) -> None:
-    """Ask a worker to expand a campaign (at its start time) and queue its batches."""
+    """Ask a worker to expand a campaign (at its start time) into queued messages.
+
+    The job id makes a repeated request harmless while the job waits; `again` (housekeeping
+    finding a lost or failed expansion) uses a fresh id, and the expansion's row lock and
+    status check make a second run do nothing.
+    """
     await pool.enqueue_job(
         "expand_campaign",
         campaign_id,
         generation,
-        _job_id=f"expand:{campaign_id}:{generation}",
+        _job_id=None if again else f"expand:{campaign_id}:{generation}",
         _defer_until=at,
     )
-
-
-async def enqueue_batches(pool: ArqRedis, campaign_id: int, generation: int, batches: int) -> None:
-    """Queue one send job per batch; job ids make a repeated call harmless."""
-    for batch_no in range(batches):
-        await pool.enqueue_job(
-            "send_batch",
-            campaign_id,
-            batch_no,
-            _job_id=f"send:{campaign_id}:{generation}:{batch_no}",
-        )
-
-
-async def enqueue_rest_of_batch(pool: ArqRedis, campaign_id: int, batch_no: int) -> None:
-    """Queue a job for what is still queued of a batch (claims keep it from overlapping)."""
-    await pool.enqueue_job("send_batch", campaign_id, batch_no)

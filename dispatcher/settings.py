@@ -1,6 +1,7 @@
 """Configuration, read once from the environment (prefix `DISPATCHER_`)."""
 
 from datetime import timedelta
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
@@ -8,10 +9,18 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from campaigns.policy import Policy
+from dispatcher.sending.answers import Action
 
 
-class BindSettings(BaseModel):
-    """One SMPP bind to the operator's SMSC."""
+class OnConnectionLoss(StrEnum):
+    """What becomes of submit_sm written but not answered when a link drops or times out."""
+
+    UNKNOWN = "unknown"  # never written again: the message ends `unknown`, counted in doubt
+    RESEND = "resend"  # written again on the next link, marked in doubt (it may arrive twice)
+
+
+class AccountSettings(BaseModel):
+    """One SMSC account: where to bind, the contract (rate, sessions) and how its binds behave."""
 
     name: str = "smsc1"
     host: str = "127.0.0.1"
@@ -22,9 +31,23 @@ class BindSettings(BaseModel):
     source_addr: str = "GiaLai"
     source_addr_ton: int = 5  # alphanumeric brandname
     source_addr_npi: int = 0
-    rate: float = Field(default=100.0, ge=0, description="submits/s; 0 = unlimited")
+    rate: float = Field(
+        default=100.0, ge=0, description="contracted submits/s, all sessions together; 0 = none"
+    )
+    max_sessions: int = Field(default=1, ge=1, description="binds the SMSC allows at once")
+    sessions_per_worker: int = Field(default=1, ge=1, description="binds one worker may hold")
     window: int = Field(default=100, ge=1, le=1000)
-    enquire_link_interval: float = 30.0
+    response_timeout: float = Field(default=30.0, gt=0, description="seconds for a submit_sm_resp")
+    enquire_link_interval: float = Field(default=30.0, gt=0)
+    enquire_link_timeout: float = Field(default=10.0, gt=0)
+    reconnect_max: float = Field(default=60.0, gt=0, description="longest wait between binds")
+    on_connection_loss: OnConnectionLoss = OnConnectionLoss.UNKNOWN
+    answers: dict[str, Action] = Field(
+        default_factory=dict, description='command_status → action overrides, e.g. {"0x45": …}'
+    )
+    max_attempts: int = Field(default=5, ge=1, description="tries of a temporary error")
+    retry_for: float = Field(default=600.0, gt=0, description="seconds a message may be retried")
+    retry_backoff: float = Field(default=1.0, gt=0, description="first retry delay in seconds")
 
 
 class Settings(BaseSettings):
@@ -35,18 +58,25 @@ class Settings(BaseSettings):
     var_dir: Path = Path("var")
     database_url: str | None = None
     redis_url: str | None = None
-    binds: list[BindSettings] = Field(default_factory=lambda: [BindSettings()])
+    binds: list[AccountSettings] = Field(default_factory=lambda: [AccountSettings()])
     batch_size: int = Field(default=1000, ge=1, le=1000)
     receipt_timeout: float = Field(default=3600.0, gt=0, description="seconds until `unknown`")
     job_timeout: int = Field(
         default=3600,
         ge=5,
-        description="seconds a send job may run; a dead worker's jobs rerun after it",
+        description="seconds an expansion job may run",
     )
     requeue_after: float = Field(
         default=60,
         gt=0,
-        description="seconds without a claim before a campaign's batches are queued again",
+        description="seconds an approved campaign may wait for its expansion job",
+    )
+    heartbeat_interval: float = Field(default=2.0, gt=0, description="seconds between beats")
+    worker_dead_after: float = Field(
+        default=10.0, gt=0, description="seconds without a heartbeat before a worker is dead"
+    )
+    drain_timeout: float = Field(
+        default=10.0, ge=0, description="seconds a stopping worker waits for answers"
     )
     api_host: str = "127.0.0.1"
     api_port: int = 8000

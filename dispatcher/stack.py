@@ -58,9 +58,12 @@ class StackConfig:
     window: int = 100
     receipt_timeout: float = 3600.0
     job_timeout: int = 3600
-    workers: int = 1  # worker processes, each with its own bind
+    workers: int = 1  # worker processes
+    max_sessions: int | None = None  # binds the account allows; None: one per worker
+    account: dict[str, object] = field(default_factory=dict)  # more account settings
     requeue_after: float = 60.0
     queue_name: str = "dispatcher"
+    environment: dict[str, str] = field(default_factory=dict)  # more DISPATCHER_* settings
 
 
 class Stack:
@@ -102,6 +105,8 @@ class Stack:
                 "password": self.config.password,
                 "rate": self.config.rate,
                 "window": self.config.window,
+                "max_sessions": self.config.max_sessions or self.config.workers,
+                **self.config.account,
             }
         ]
         env = dict(os.environ)
@@ -115,6 +120,7 @@ class Stack:
             DISPATCHER_REQUEUE_AFTER=str(self.config.requeue_after),
             DISPATCHER_QUEUE_NAME=self.config.queue_name,
         )
+        env.update(self.config.environment)
         return env
 
     def __enter__(self) -> "Stack":

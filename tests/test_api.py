@@ -67,7 +67,7 @@ def _create(client: TestClient, headers: dict[str, str], **changes: object) -> i
 
 
 def test_health_needs_no_token(client: TestClient) -> None:
-    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/health").json() == {"status": "ok", "database": "ok", "redis": "ok"}
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-token"}])

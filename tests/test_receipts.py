@@ -10,9 +10,10 @@ from campaigns import areas
 from campaigns.models import Campaign, Message, MessageStatus, Role
 from campaigns.people import create_authority, create_user
 from dispatcher.db import session_scope
-from dispatcher.delivery import ReceiptMatcher, store_submit_results
-from dispatcher.smpp.bind import SubmitResult
-from dispatcher.smpp.receipts import Receipt, candidate_ids, is_receipt, parse
+from dispatcher.sending import claims
+from dispatcher.sending.housekeeping import expire_unanswered
+from dispatcher.sending.receipts import Receipt, ReceiptMatcher, candidate_ids, is_receipt, parse
+from dispatcher.sending.submissions import Answer, Outcome
 
 TEXT = b"id:7 sub:001 dlvrd:001 submit date:2002021200 done date:2002021201 stat:DELIVRD err:000"
 
@@ -101,6 +102,31 @@ def _statuses(engine: Engine) -> list[str]:
         return [row[0] for row in connection.execute(select(Message.status).order_by(Message.id))]  # type: ignore[arg-type]
 
 
+def store_submit_results(engine: Engine, results: list[tuple[int, int, str | None, int]]) -> None:
+    """Claim the messages for worker 1, then store the SMSC's answers as its bind gives them."""
+    with engine.connect() as connection:
+        campaign_id = connection.execute(select(Message.campaign_id)).scalars().first()
+    assert campaign_id is not None
+    claims.claim(engine, campaign_id=campaign_id, worker_id=1, limit=100)
+    parts = {message_id: part for message_id, part, _, _ in results}  # the last part given
+    claims.store_answers(
+        engine,
+        1,
+        [
+            Answer(
+                message_id,
+                Outcome.ACCEPTED if status == 0 else Outcome.FAILED,
+                part_no=part,
+                smsc_message_id=smsc_id,
+                command_status=status,
+                attempts=1,
+                final=part == parts[message_id],
+            )
+            for message_id, part, smsc_id, status in results
+        ],
+    )
+
+
 class Acks:
     """Acknowledgements that record which receipts they answered."""
 
@@ -126,9 +152,9 @@ def test_receipt_before_its_submit_answer_is_stored_waits_and_then_applies(
     store_submit_results(
         engine,
         [
-            SubmitResult(messages[0], 0, "255", 0),
-            SubmitResult(messages[1], 0, "256", 0),
-            SubmitResult(messages[2], 0, None, 0x0B),
+            (messages[0], 0, "255", 0),
+            (messages[1], 0, "256", 0),
+            (messages[2], 0, None, 0x0B),
         ],
     )
     acks.apply(matcher, Receipt("256", MessageStatus.UNDELIVERABLE, 1))
@@ -138,7 +164,7 @@ def test_receipt_before_its_submit_answer_is_stored_waits_and_then_applies(
 
 
 def test_a_receipt_does_not_change_a_final_status(engine: Engine, messages: list[int]) -> None:
-    store_submit_results(engine, [SubmitResult(messages[0], 0, "1", 0)])
+    store_submit_results(engine, [(messages[0], 0, "1", 0)])
     matcher, acks = ReceiptMatcher(engine, patience=0), Acks()
     acks.apply(matcher, Receipt("1", MessageStatus.DELIVERED, 0))
     acks.apply(matcher, Receipt("1", MessageStatus.UNDELIVERABLE, 0))
@@ -150,11 +176,9 @@ def test_a_receipt_does_not_change_a_final_status(engine: Engine, messages: list
 def test_messages_without_a_receipt_end_unknown_after_the_timeout(
     engine: Engine, messages: list[int], campaign_id: int
 ) -> None:
-    from dispatcher.delivery import expire_unanswered
-
-    store_submit_results(engine, [SubmitResult(messages[0], 0, "1", 0)])
-    assert expire_unanswered(engine, campaign_id, timeout=3600) == 0
-    assert expire_unanswered(engine, campaign_id, timeout=0) == 1
+    store_submit_results(engine, [(messages[0], 0, "1", 0)])
+    assert expire_unanswered(engine, timeout=3600) == 0
+    assert expire_unanswered(engine, timeout=0) == 1
     assert _statuses(engine)[0] == "unknown"
     # A receipt that arrives after that changes nothing.
     Acks().apply(ReceiptMatcher(engine), Receipt("1", MessageStatus.DELIVERED, 0))
@@ -169,10 +193,10 @@ def test_a_long_message_is_delivered_only_when_every_part_is(
     store_submit_results(
         engine,
         [
-            SubmitResult(messages[0], 0, "10", 0),
-            SubmitResult(messages[0], 1, "11", 0),
-            SubmitResult(messages[1], 0, "20", 0),
-            SubmitResult(messages[1], 1, "21", 0),
+            (messages[0], 0, "10", 0),
+            (messages[0], 1, "11", 0),
+            (messages[1], 0, "20", 0),
+            (messages[1], 1, "21", 0),
         ],
     )
     matcher, acks = ReceiptMatcher(engine), Acks()
@@ -188,45 +212,3 @@ def test_a_long_message_is_delivered_only_when_every_part_is(
         Receipt("21", MessageStatus.UNDELIVERABLE, 1),
     )
     assert _statuses(engine)[:2] == ["delivered", "undeliverable"]
-
-
-def test_a_batch_is_claimed_by_one_send_job_only(
-    engine: Engine, messages: list[int], campaign_id: int
-) -> None:
-    from dispatcher.delivery import claim
-
-    first = claim(engine, campaign_id, 0, limit=2)
-    assert [message_id for message_id, _ in first] == messages[:2]
-    second = claim(engine, campaign_id, 0, limit=2)
-    assert [message_id for message_id, _ in second] == messages[2:]
-    assert claim(engine, campaign_id, 0, limit=2) == []  # nothing is taken twice
-    assert set(_statuses(engine)) == {"submitting"}
-
-
-def test_unsent_messages_go_back_to_the_queue_or_end_as_told(
-    engine: Engine, messages: list[int], campaign_id: int
-) -> None:
-    from dispatcher.delivery import claim
-
-    claim(engine, campaign_id, 0, limit=10)
-    store_submit_results(
-        engine,
-        [
-            SubmitResult(messages[0], 0, None, 0, skipped="paused"),
-            SubmitResult(messages[1], 0, None, 0, skipped="cancelled"),
-            SubmitResult(messages[2], 0, None, 0, skipped="expired"),
-        ],
-    )
-    assert _statuses(engine) == ["queued", "cancelled", "expired"]
-
-
-def test_claims_of_a_dead_worker_end_unknown_and_are_never_sent_again(
-    engine: Engine, messages: list[int], campaign_id: int
-) -> None:
-    from dispatcher.delivery import abandon_stale_claims, claim
-
-    claim(engine, campaign_id, 0, limit=10)
-    assert abandon_stale_claims(engine, campaign_id, older_than=3600) == 0
-    assert abandon_stale_claims(engine, campaign_id, older_than=0) == 3
-    assert _statuses(engine) == ["unknown"] * 3
-    assert claim(engine, campaign_id, 0, limit=10) == []

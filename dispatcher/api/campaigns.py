@@ -12,9 +12,10 @@ from pydantic import BaseModel, Field
 from campaigns import execution, service
 from campaigns.content import Encoding, analyse
 from campaigns.models import Campaign, CampaignBase, CampaignStatus, Mode
-from dispatcher import halts, queue
+from dispatcher import queue
 from dispatcher.api.deps import CurrentUser, QueueDep, SessionDep, SettingsDep
 from dispatcher.api.preview import Preview, preview_of
+from dispatcher.sending import halts
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 

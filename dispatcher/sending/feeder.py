@@ -1,0 +1,165 @@
+"""What each bind sends next: claims just in time, urgent campaigns first, normal ones in turn."""
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from campaigns import content
+from campaigns.models import Campaign, CampaignStatus, Priority
+from campaigns.service import sent_text
+from dispatcher.sending import claims
+from dispatcher.sending.bind import BindSession
+from dispatcher.sending.submissions import Content, Part, Submission
+from dispatcher.settings import AccountSettings, Settings
+
+log = logging.getLogger("dispatcher.sending.feeder")
+
+REFRESH_SECONDS = 0.25  # how soon a newly sending campaign (an urgent one) is seen
+EMPTY_SECONDS = 0.5  # a campaign found with nothing queued is not asked again for this long
+IDLE_SECONDS = 0.05
+
+
+def content_for(campaign: Campaign, account: AccountSettings, settings: Settings) -> Content:
+    """The submit_sm fields every message of the campaign shares."""
+    assert campaign.id is not None
+    parts = content.split(
+        sent_text(campaign, settings.policy),
+        reference=campaign.id % 255 + 1,
+        max_parts=settings.max_parts,
+    )
+    alphanumeric = not campaign.sender.isdigit()
+    expiry = campaign.send_expiry
+    return Content(
+        campaign_id=campaign.id,
+        source_addr=campaign.sender,
+        source_addr_ton=5 if alphanumeric else account.source_addr_ton,
+        source_addr_npi=0 if alphanumeric else account.source_addr_npi,
+        parts=tuple(
+            Part(p.data_coding, content.ESM_CLASS_UDHI if p.udhi else 0, p.short_message)
+            for p in parts
+        ),
+        validity_period=expiry.astimezone(UTC).strftime("%y%m%d%H%M%S000+") if expiry else "",
+        expires_at=expiry.timestamp() if expiry else float("inf"),
+        urgent=campaign.priority == Priority.URGENT,
+    )
+
+
+class Sending:
+    """The campaigns now sending, as this worker last read them, in the order to serve them."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._urgent: list[Campaign] = []
+        self._normal: list[Campaign] = []
+        self._turn = 0
+        self._empty_until: dict[int, float] = {}
+
+    def refresh(self) -> None:
+        """Read the sending campaigns (on a worker thread)."""
+        with Session(self._engine) as session:
+            campaigns = list(
+                session.exec(
+                    select(Campaign)
+                    .where(col(Campaign.status) == CampaignStatus.SENDING)
+                    .order_by(col(Campaign.id))
+                ).all()
+            )
+        self._urgent = [c for c in campaigns if c.priority == Priority.URGENT]
+        self._normal = [c for c in campaigns if c.priority != Priority.URGENT]
+        live = {c.id for c in campaigns}
+        self._empty_until = {k: v for k, v in self._empty_until.items() if k in live}
+
+    def candidates(self) -> Iterator[Campaign]:
+        """Urgent campaigns oldest first; then normal ones, a different one first each time."""
+        now = time.monotonic()
+        normal = self._normal
+        if normal:
+            self._turn = (self._turn + 1) % len(normal)
+            normal = normal[self._turn :] + normal[: self._turn]
+        for campaign in (*self._urgent, *normal):
+            if self._empty_until.get(campaign.id or 0, 0.0) <= now:
+                yield campaign
+
+    def empty(self, campaign_id: int) -> None:
+        """Nothing was queued: skip the campaign for a moment."""
+        self._empty_until[campaign_id] = time.monotonic() + EMPTY_SECONDS
+
+    async def follow(self) -> None:
+        """Refresh a few times a second until cancelled."""
+        while True:
+            try:
+                await asyncio.to_thread(self.refresh)
+            except Exception as error:  # the database may be away for a while
+                log.warning("could not read the sending campaigns: %s", type(error).__name__)
+            await asyncio.sleep(REFRESH_SECONDS)
+
+
+class Feeder:
+    """Keeps one bind's hands full, never beyond its window."""
+
+    def __init__(
+        self,
+        bind: BindSession,
+        sending: Sending,
+        *,
+        engine: Engine,
+        worker_id: int,
+        settings: Settings,
+    ) -> None:
+        self.bind = bind
+        self.wake = asyncio.Event()
+        self._sending = sending
+        self._engine = engine
+        self._worker_id = worker_id
+        self._settings = settings
+        self._contents: dict[tuple[int, str], Content] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim for the bind whenever it has room, until `stop` is set."""
+        low_water = max(1, self.bind.account.window // 2)
+        while not stop.is_set():
+            room = self.bind.room()
+            if self.bind.is_up and room >= low_water:
+                try:
+                    if await self._feed(room):
+                        continue
+                except Exception as error:
+                    log.warning("claim failed (%s); trying again", type(error).__name__)
+                    await asyncio.sleep(1.0)
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), IDLE_SECONDS)
+            except TimeoutError:
+                pass
+
+    async def _feed(self, room: int) -> bool:
+        for campaign in self._sending.candidates():
+            assert campaign.id is not None
+            rows = await asyncio.to_thread(
+                claims.claim,
+                self._engine,
+                campaign_id=campaign.id,
+                worker_id=self._worker_id,
+                limit=room,
+            )
+            if rows:
+                message_content = self._content(campaign)
+                self.bind.submit(
+                    [Submission(message_id, msisdn, message_content) for message_id, msisdn in rows]
+                )
+                return True
+            self._sending.empty(campaign.id)
+        return False
+
+    def _content(self, campaign: Campaign) -> Content:
+        assert campaign.id is not None
+        key = (campaign.id, campaign.content_hash)
+        found = self._contents.get(key)
+        if found is None:
+            found = self._contents[key] = content_for(campaign, self.bind.account, self._settings)
+        return found

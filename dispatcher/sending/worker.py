@@ -1,0 +1,394 @@
+"""A worker process: holds SMSC sessions, feeds its binds, stores what they learn, keeps house.
+
+Everything that talks to Redis or the database retries on its own, so the process outlives a
+Redis or PostgreSQL restart. SIGTERM stops it cleanly: no new claims, a bounded wait for the
+answers still due, what was not written handed back to the queue, then unbind.
+"""
+
+import asyncio
+import logging
+import queue
+import random
+import signal
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import redis
+from arq import Worker, func
+from arq.connections import ArqRedis
+from redis.asyncio import ConnectionPool
+from sqlalchemy import Engine
+
+from campaigns import audit
+from dispatcher import queue as jobs
+from dispatcher.db import session_scope
+from dispatcher.sending import claims, wirelog, workers
+from dispatcher.sending.accounts import LeaderLock, Pacer, SessionSlots, SharedRate, rate_key
+from dispatcher.sending.bind import Ack, BindSession
+from dispatcher.sending.feeder import Feeder, Sending
+from dispatcher.sending.halts import HaltBoard
+from dispatcher.sending.housekeeping import Housekeeper, lead
+from dispatcher.sending.jobs import expand_campaign
+from dispatcher.sending.receipts import Receipt, ReceiptMatcher
+from dispatcher.sending.submissions import Answer, Outcome
+from dispatcher.settings import AccountSettings, Settings
+
+log = logging.getLogger("dispatcher.worker")
+
+SESSION_TTL = 6.0  # a dead worker's SMSC sessions are free again this soon
+SESSION_RENEW = 2.0
+RECEIPT_FLUSH = 0.2
+ANSWER_FLUSH = 0.02
+_T = TypeVar("_T")
+# Outcomes after which a message has left its bind, so its write-ahead note can go.
+_LEFT = {o for o in Outcome if o not in (Outcome.RESENT,)}
+
+
+def _drain(source: "queue.SimpleQueue[_T]") -> list[_T]:
+    drained = []
+    while True:
+        try:
+            drained.append(source.get_nowait())
+        except queue.Empty:
+            return drained
+
+
+class Session:
+    """One bind this worker holds, with the feeder that keeps it busy."""
+
+    def __init__(self, slot: int, bind: BindSession, feeder: Feeder, wire: wirelog.WireLog):
+        self.slot, self.bind, self.feeder, self.wire = slot, bind, feeder, wire
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+
+class WorkerProcess:
+    """Everything one worker process runs; `run` returns its exit code."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.namespace = settings.queue_name
+        self.stopping = asyncio.Event()
+        self.exit_code = 0
+        self.worker_id = 0
+        self.halts = HaltBoard()
+        self.sending = Sending(engine)
+        self.sessions: dict[str, Session] = {}
+        self._answers: queue.SimpleQueue[tuple[str, list[Answer]]] = queue.SimpleQueue()
+        self._receipts: queue.SimpleQueue[tuple[Receipt, Ack]] = queue.SimpleQueue()
+        self._states: queue.SimpleQueue[tuple[str, str, str]] = queue.SimpleQueue()
+        self._answered = asyncio.Event()
+        self._unstored: list[tuple[str, list[Answer]]] = []
+        self._matcher = ReceiptMatcher(engine)
+        self._last_beat = time.monotonic()
+        url = jobs.redis_url(settings)
+        timeouts = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+        self.redis = redis.Redis.from_url(url, **timeouts)
+        self.pool = ArqRedis(
+            ConnectionPool.from_url(url, **timeouts), default_queue_name=settings.queue_name
+        )
+        self.keeper = Housekeeper(engine, settings, self.redis)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- the process ---------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until SIGTERM or SIGINT; then stop cleanly."""
+        self._loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(signum, self.stopping.set)
+        self.worker_id = await self._retry("register", lambda: workers.register(self.engine))
+        log.info("worker %d started", self.worker_id)
+        try:
+            wirelog.start(self.redis, self.namespace, self.worker_id)
+        except redis.RedisError:
+            log.warning("Redis is away at start; carrying on")
+        background = [
+            self.halts.follow(self.pool, self.namespace),
+            self.sending.follow(),
+            self._heartbeat(),
+            self._store_receipts(),
+            self._audit_states(),
+            self._run_queue(),
+            lead(
+                self.keeper,
+                LeaderLock(self.pool, f"{self.namespace}:leader"),
+                str(self.worker_id),
+                self.pool,
+            ),
+        ]
+        loops = [asyncio.create_task(self._guard(c)) for c in background]
+        writer = asyncio.create_task(self._guard(self._store_answers()))
+        holders = [
+            asyncio.create_task(self._guard(self._hold_sessions(a))) for a in self.settings.binds
+        ]
+        await self.stopping.wait()
+        log.info("worker %d stopping", self.worker_id)
+        await asyncio.gather(*holders, return_exceptions=True)  # binds drained and closed
+        await self._flush_receipts()
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        await self._flush_answers(attempts=8)
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        await self._retry("mark stopped", lambda: workers.stopped(self.engine, self.worker_id), 5)
+        await self.pool.aclose()
+        self.redis.close()
+        log.info("worker %d stopped", self.worker_id)
+        return self.exit_code
+
+    async def _guard(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run one of the process's loops; a bug in one stops the process loudly, not silently."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker loop failed; stopping")
+            self.exit_code = 1
+            self.stopping.set()
+
+    async def _retry(self, what: str, call: Callable[[], _T], attempts: int | None = None) -> _T:
+        """Call on a thread until it works (the database may be restarting)."""
+        delay, tries = 0.5, 0
+        while True:
+            try:
+                return await asyncio.to_thread(call)
+            except Exception as error:
+                tries += 1
+                if attempts is not None and tries >= attempts:
+                    raise
+                log.warning("%s failed (%s); trying again", what, type(error).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval)
+            try:
+                alive = await asyncio.to_thread(workers.beat, self.engine, self.worker_id)
+            except Exception as error:
+                log.warning("heartbeat failed: %s", type(error).__name__)
+                self.keeper.beats_ok_since = time.monotonic()
+                continue
+            if not alive:
+                # Declared dead while cut off: its messages were recovered by another worker,
+                # so this one must not send them. Stop, and let the supervisor start anew.
+                log.error("worker %d was declared dead; stopping", self.worker_id)
+                self.exit_code = 1
+                self.stopping.set()
+                return
+            self._last_beat = time.monotonic()
+
+    def fenced(self) -> bool:
+        """No writing while the heartbeat has not gone through for half the dead-after time."""
+        return time.monotonic() - self._last_beat > self.settings.worker_dead_after / 2
+
+    async def _run_queue(self) -> None:
+        """The arq worker for expansion jobs, started again whenever Redis drops it."""
+        backoff = 0.5
+        while True:
+            worker = Worker(
+                functions=[func(expand_campaign, keep_result=0)],
+                redis_settings=jobs.redis_settings(self.settings),
+                queue_name=self.namespace,
+                handle_signals=False,
+                ctx={"settings": self.settings, "engine": self.engine},
+                poll_delay=0.1,
+                max_jobs=2,
+                job_timeout=self.settings.job_timeout,
+                keep_result=0,
+            )
+            started = time.monotonic()
+            try:
+                await worker.main()
+            except Exception as error:
+                log.warning("job queue lost (%s); connecting again", type(error).__name__)
+            finally:
+                try:
+                    await worker.close()
+                except Exception:
+                    pass
+            if time.monotonic() - started > 30:
+                backoff = 0.5
+            await asyncio.sleep(random.uniform(backoff / 2, backoff))
+            backoff = min(backoff * 2, 30.0)
+
+    # -- sessions ------------------------------------------------------------------------
+
+    async def _hold_sessions(self, account: AccountSettings) -> None:
+        """Hold up to `sessions_per_worker` of the account's slots while alive; give them back."""
+        slots = SessionSlots(
+            self.pool, self.namespace, account.name, account.max_sessions, ttl=SESSION_TTL
+        )
+        held: dict[int, Session] = {}
+        warned = False
+        while not self.stopping.is_set():
+            try:
+                for k in range(account.sessions_per_worker):
+                    owner = f"{self.worker_id}:{k}"
+                    if k in held:
+                        if not await slots.renew(held[k].slot, owner):
+                            log.warning("session slot of %s lost to another worker", account.name)
+                            await self._retire(held.pop(k))
+                    elif (slot := await slots.acquire(owner)) is not None:
+                        held[k] = self._open(account, slot)
+                warned = False
+            except redis.RedisError as error:
+                if not warned:
+                    log.warning("cannot renew SMSC sessions (%s); keeping them", error)
+                warned = True
+            try:
+                await asyncio.wait_for(self.stopping.wait(), SESSION_RENEW)
+            except TimeoutError:
+                pass
+        for k, session in held.items():
+            await self._retire(session)
+            try:
+                await slots.release(session.slot, f"{self.worker_id}:{k}")
+            except redis.RedisError:
+                pass
+
+    def _open(self, account: AccountSettings, slot: int) -> Session:
+        name = f"{account.name}#{slot}"
+        rate = (
+            SharedRate(self.redis, rate_key(self.namespace, account.name), account.rate)
+            if account.rate > 0
+            else None
+        )
+        wire = wirelog.WireLog(self.redis, self.namespace, self.worker_id, name)
+        bind = BindSession(
+            account,
+            name=name,
+            pacer=Pacer(rate),
+            wire=wire,
+            on_answers=lambda answers: self._on_answers(name, answers),
+            on_receipt=lambda receipt, ack: self._receipts.put((receipt, ack)),
+            on_state=lambda bind_name, state, detail: self._states.put((bind_name, state, detail)),
+            halted=self.halts.reason,
+            fenced=self.fenced,
+            drain_timeout=self.settings.drain_timeout,
+        )
+        feeder = Feeder(
+            bind,
+            self.sending,
+            engine=self.engine,
+            worker_id=self.worker_id,
+            settings=self.settings,
+        )
+        session = Session(slot, bind, feeder, wire)
+        self.sessions[name] = session
+        bind.start()
+        session.task = asyncio.create_task(feeder.run(session.stop))
+        log.info("holding session %s", name)
+        return session
+
+    async def _retire(self, session: Session) -> None:
+        session.stop.set()
+        if session.task is not None:
+            await asyncio.gather(session.task, return_exceptions=True)
+        await asyncio.to_thread(session.bind.stop)
+        await self._flush_answers()
+        self.sessions.pop(session.bind.name_, None)
+
+    def _on_answers(self, bind_name: str, answers: list[Answer]) -> None:
+        """From a bind's thread: answers to store, and room for its feeder."""
+        self._answers.put((bind_name, answers))
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._answered.set)
+            session = self.sessions.get(bind_name)
+            if session is not None:
+                self._loop.call_soon_threadsafe(session.feeder.wake.set)
+
+    # -- storing what binds learn --------------------------------------------------------
+
+    async def _store_answers(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._answered.wait(), ANSWER_FLUSH * 10)
+            except TimeoutError:
+                pass
+            self._answered.clear()
+            await self._flush_answers()
+            await asyncio.sleep(ANSWER_FLUSH)
+
+    async def _flush_answers(self, attempts: int | None = None) -> None:
+        """Store every answer that came in; keep them and try again if the database is away."""
+        delay, tries = 0.5, 0
+        while True:
+            self._unstored += _drain(self._answers)
+            if not self._unstored:
+                return
+            try:
+                await asyncio.to_thread(self._store, self._unstored)
+                self._unstored = []
+                return
+            except Exception as error:
+                log.warning("storing answers failed (%s); trying again", type(error).__name__)
+                tries += 1
+                if attempts is not None and tries >= attempts:
+                    log.error("%d answers could not be stored", len(self._unstored))
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _store(self, pending: list[tuple[str, list[Answer]]]) -> None:
+        claims.store_answers(
+            self.engine, self.worker_id, [a for _, answers in pending for a in answers]
+        )
+        for bind_name, answers in pending:
+            session = self.sessions.get(bind_name)
+            left = [a.message_id for a in answers if a.outcome in _LEFT and a.final]
+            if session is not None and left:
+                try:
+                    session.wire.forget(left)
+                except redis.RedisError:
+                    pass  # a stale note only matters for messages still `submitting`
+
+    async def _store_receipts(self) -> None:
+        while True:
+            await asyncio.sleep(RECEIPT_FLUSH)
+            await self._flush_receipts()
+
+    async def _flush_receipts(self) -> None:
+        """Store the receipts that came in; then, and only then, acknowledge them."""
+        try:
+            acks = await asyncio.to_thread(self._matcher.apply, _drain(self._receipts))
+        except Exception as error:  # kept in the matcher, applied on the next round
+            log.warning("storing receipts failed (%s); trying again", type(error).__name__)
+            return
+        for ack in acks:
+            ack()
+
+    async def _audit_states(self) -> None:
+        """Bind up, down and refused, in the audit log, once per change."""
+        pending: list[tuple[str, str, str]] = []
+        while True:
+            await asyncio.sleep(0.5)
+            pending += _drain(self._states)
+            if not pending:
+                continue
+            try:
+                await asyncio.to_thread(self._audit, pending)
+                pending = []
+            except Exception as error:
+                log.warning("audit of bind states failed (%s)", type(error).__name__)
+
+    def _audit(self, events: list[tuple[str, str, str]]) -> None:
+        with session_scope(self.engine) as session:
+            for name, state, detail in events:
+                audit.record(
+                    session=session,
+                    actor="system",
+                    action=f"smpp.bind_{state}",
+                    subject=f"bind:{name}",
+                    details={"detail": detail, "worker": self.worker_id},
+                )
+
+
+def run_worker(settings: Settings, engine: Engine) -> int:
+    """Run a worker process until it is told to stop; its exit code."""
+    return asyncio.run(WorkerProcess(settings, engine).run())

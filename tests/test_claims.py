@@ -1,0 +1,169 @@
+"""Claims and answers in the database, and what becomes of a dead worker's messages."""
+
+import pytest
+import redis
+from sqlalchemy import Engine, insert, select
+
+from campaigns import areas
+from campaigns.models import Campaign, Message, MessagePart, Role
+from campaigns.people import create_authority, create_user
+from dispatcher.db import session_scope
+from dispatcher.sending import claims, wirelog, workers
+from dispatcher.sending.submissions import Answer, Outcome
+
+
+@pytest.fixture
+def campaign_id(engine: Engine) -> int:
+    """A campaign with ten queued messages."""
+    with session_scope(engine) as session:
+        areas.seed_gia_lai(session)
+        authority = create_authority(session=session, code="A", name="A")
+        user, _ = create_user(
+            session=session, username="u", name="u", role=Role.SUBMITTER, authority=authority
+        )
+        campaign = Campaign(
+            title="t",
+            text="x",
+            sender="S",
+            target_areas=["622"],
+            authority_id=authority.id,
+            created_by_id=user.id,
+        )
+        session.add(campaign)
+        session.flush()
+        session.connection().execute(
+            insert(Message.__table__),  # type: ignore[attr-defined]
+            [
+                {
+                    "campaign_id": campaign.id,
+                    "batch_no": 0,
+                    "msisdn": f"+8491234{i:04d}",
+                    "status": "queued",
+                }
+                for i in range(10)
+            ],
+        )
+        assert campaign.id is not None
+        return campaign.id
+
+
+def rows(engine: Engine) -> list[tuple[str, int | None, str | None, int]]:
+    """(status, claimed_by, doubt, attempts) of every message, in id order."""
+    with engine.connect() as connection:
+        return [
+            (r.status, r.claimed_by, r.doubt, r.attempts)
+            for r in connection.execute(
+                select(Message.__table__).order_by(Message.id)  # type: ignore[attr-defined,arg-type]
+            )
+        ]
+
+
+def test_two_workers_never_claim_the_same_message(engine: Engine, campaign_id: int) -> None:
+    first = claims.claim(engine, campaign_id=campaign_id, worker_id=1, limit=4)
+    second = claims.claim(engine, campaign_id=campaign_id, worker_id=2, limit=4)
+    third = claims.claim(engine, campaign_id=campaign_id, worker_id=1, limit=4)
+    assert len(first) == 4 and len(second) == 4 and len(third) == 2
+    assert not {m for m, _ in first} & {m for m, _ in second}
+    assert claims.claim(engine, campaign_id=campaign_id, worker_id=2, limit=4) == []
+    assert [claimed_by for _, claimed_by, _, _ in rows(engine)] == [1] * 4 + [2] * 4 + [1] * 2
+
+
+def test_each_answer_ends_a_message_as_it_should(engine: Engine, campaign_id: int) -> None:
+    held = [m for m, _ in claims.claim(engine, campaign_id=campaign_id, worker_id=1, limit=10)]
+    claims.store_answers(
+        engine,
+        1,
+        [
+            Answer(held[0], Outcome.ACCEPTED, smsc_message_id="a1", command_status=0, attempts=1),
+            Answer(held[1], Outcome.FAILED, command_status=0x0B, attempts=1),
+            Answer(held[2], Outcome.FAILED, command_status=0x08, attempts=5),
+            Answer(held[3], Outcome.SKIPPED, reason="cancelled"),
+            Answer(held[4], Outcome.SKIPPED, reason="paused"),
+            Answer(held[5], Outcome.SKIPPED, reason="expired"),
+            Answer(held[6], Outcome.RETURNED, reason="stopped", attempts=2, command_status=0x08),
+            Answer(held[7], Outcome.IN_DOUBT, reason="connection_lost", attempts=1),
+            Answer(held[8], Outcome.RESENT, reason="connection_lost", final=False),
+        ],
+    )
+    assert rows(engine)[:9] == [
+        ("submitted", 1, None, 1),
+        ("failed", 1, None, 1),
+        ("failed", 1, None, 5),
+        ("cancelled", None, None, 0),
+        ("queued", None, None, 0),
+        ("expired", None, None, 0),
+        ("queued", None, None, 2),  # back in the queue, its attempts remembered
+        ("unknown", 1, "connection_lost", 1),
+        ("submitting", 1, "connection_lost", 0),  # written again: it may arrive twice
+    ]
+    with engine.connect() as connection:
+        errors = connection.execute(
+            select(Message.error_code).order_by(Message.id)  # type: ignore[arg-type]
+        ).scalars()
+        assert list(errors)[:3] == [None, 0x0B, 0x08]
+        parts = connection.execute(select(MessagePart.smsc_message_id)).scalars()  # type: ignore[call-overload]
+        assert list(parts) == ["a1"]
+
+
+def test_answers_from_another_worker_change_nothing(engine: Engine, campaign_id: int) -> None:
+    held = [m for m, _ in claims.claim(engine, campaign_id=campaign_id, worker_id=1, limit=1)]
+    claims.store_answers(engine, 2, [Answer(held[0], Outcome.RETURNED, reason="stopped")])
+    assert rows(engine)[0] == ("submitting", 1, None, 0)
+
+
+def test_a_dead_workers_unwritten_messages_go_back_and_written_ones_are_in_doubt(
+    engine: Engine, campaign_id: int, redis_url: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    worker_id = workers.register(engine)
+    wirelog.start(client, "q", worker_id)
+    held = [
+        m for m, _ in claims.claim(engine, campaign_id=campaign_id, worker_id=worker_id, limit=6)
+    ]
+    log = wirelog.WireLog(client, "q", worker_id, "smsc1#0")
+    log.record(held[:3])  # about to be written: may have reached the SMSC
+    log.forget(held[:1])  # its answer was stored
+    claims.store_answers(
+        engine, worker_id, [Answer(held[0], Outcome.ACCEPTED, smsc_message_id="x", attempts=1)]
+    )
+    assert workers.needing_recovery(engine, dead_after=3600) == []
+    assert workers.needing_recovery(engine, dead_after=0) == [worker_id]
+    written = wirelog.written(client, "q", worker_id)
+    assert written == set(held[1:3])
+    assert workers.recover(engine, worker_id, written) == (3, 2)
+    states = rows(engine)
+    assert states[0][0] == "submitted"
+    assert states[1:3] == [("unknown", worker_id, claims.WORKER_LOST, 0)] * 2
+    assert states[3:6] == [("queued", None, None, 0)] * 3  # never written: sent once, elsewhere
+    assert not workers.beat(engine, worker_id)  # the worker, if it was only cut off, must stop
+    client.close()
+
+
+def test_with_the_write_ahead_log_lost_every_held_message_is_in_doubt(
+    engine: Engine, campaign_id: int, redis_url: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    worker_id = workers.register(engine)
+    wirelog.start(client, "q", worker_id)
+    claims.claim(engine, campaign_id=campaign_id, worker_id=worker_id, limit=4)
+    client.flushdb()  # Redis restarted empty
+    written = wirelog.written(client, "q", worker_id)
+    assert written is None
+    assert workers.recover(engine, worker_id, written) == (0, 4)
+    assert [status for status, *_ in rows(engine)[:4]] == ["unknown"] * 4
+    client.close()
+
+
+def test_a_late_answer_from_a_worker_declared_dead_tells_the_truth(
+    engine: Engine, campaign_id: int
+) -> None:
+    worker_id = workers.register(engine)
+    held = [
+        m for m, _ in claims.claim(engine, campaign_id=campaign_id, worker_id=worker_id, limit=1)
+    ]
+    workers.recover(engine, worker_id, written=None)
+    assert rows(engine)[0][0] == "unknown"
+    claims.store_answers(
+        engine, worker_id, [Answer(held[0], Outcome.ACCEPTED, smsc_message_id="y", attempts=1)]
+    )
+    assert rows(engine)[0][0] == "submitted"
