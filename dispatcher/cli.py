@@ -93,7 +93,10 @@ def demo(
     ] = None,
     system_id: Annotated[str, typer.Option(help="SMPP system_id")] = "dispatcher",
     password: Annotated[str, typer.Option(help="SMPP password")] = "secret",
-    rate: Annotated[float, typer.Option(min=0, help="Submits/s on the bind; 0 = no limit")] = 0,
+    rate: Annotated[
+        float, typer.Option(min=0, help="Contracted submits/s, all workers together; 0 = none")
+    ] = 0,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes, one bind each")] = 1,
     receipt_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for a receipt before `unknown`")
     ] = 60,
@@ -114,6 +117,7 @@ def demo(
         system_id=system_id,
         password=password,
         rate=rate,
+        workers=workers,
         receipt_timeout=receipt_timeout,
     )
     with Stack(config) as stack:
@@ -159,19 +163,31 @@ def seed_demo(
 
 @app.command()
 def bench(
-    subscribers: Annotated[int, typer.Option(min=1, help="Recipients of the campaign")] = 200_000,
+    subscribers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Recipients [default: 200,000; with --rate, 40 s worth]"),
+    ] = None,
     window: Annotated[int, typer.Option(min=1, help="Outstanding submit_sm per bind")] = 100,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes, one bind each")] = 2,
+    rate: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Contracted submits/s for the account, enforced by the simulator too "
+            "(burst rate/10); 0 = no limit",
+        ),
+    ] = 0,
     var_dir: Annotated[Path, typer.Option(help="Working directory, emptied first")] = Path(
         "var/bench"
     ),
 ) -> None:
-    """Benchmark one campaign end to end against the simulator, with no rate limit."""
+    """Benchmark one campaign end to end against the simulator."""
     from dispatcher import bench as benchmark
 
     console = Console()
     _fresh(var_dir)
-    benchmark.report(benchmark.run(subscribers, var_dir, window, workers, console), console)
+    count = subscribers or (int(rate * 40) if rate else 200_000)
+    benchmark.report(benchmark.run(count, var_dir, window, workers, console, rate), console)
 
 
 def _fresh(var_dir: Path) -> None:
