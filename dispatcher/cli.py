@@ -190,6 +190,44 @@ def bench(
     benchmark.report(benchmark.run(count, var_dir, window, workers, console, rate), console)
 
 
+@app.command()
+def chaos(
+    messages: Annotated[int, typer.Option(min=1, help="Recipients of each campaign")] = 20_000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes, one bind each")] = 2,
+    rate: Annotated[float, typer.Option(min=0, help="Submits/s of the account")] = 1000,
+    receipt_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for a receipt before `unknown`")
+    ] = 30,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="PostgreSQL to run on (a schema chaos_<fault> each) [default: SQLite]"),
+    ] = None,
+    fault: Annotated[
+        list[str] | None, typer.Option(help="Only this fault (repeatable), e.g. worker-kill")
+    ] = None,
+    var_dir: Annotated[Path, typer.Option(help="Working directory, emptied first")] = Path(
+        "var/chaos"
+    ),
+) -> None:
+    """Inject each fault into a campaign of its own; exit 1 if anything was sent twice or lost."""
+    from dispatcher import chaos as faults
+
+    settings = faults.ChaosSettings(
+        messages=messages, workers=workers, rate=rate, receipt_timeout=receipt_timeout
+    )
+    try:
+        code = faults.main(
+            settings=settings,
+            var_dir=var_dir,
+            database_url=database_url,
+            only=fault or (),
+            console=Console(),
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    raise typer.Exit(code)
+
+
 def _fresh(var_dir: Path) -> None:
     """Empty the demo's directory, stopping an embedded Redis left running there."""
     from dispatcher import embedded_redis

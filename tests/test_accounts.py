@@ -98,6 +98,15 @@ def test_an_idle_account_grants_at_once(client: redis.Redis) -> None:
     assert 0 < pacer.wait() <= 1 / 300
 
 
+def test_a_late_ask_may_take_the_slots_missed_within_the_tolerance(client: redis.Redis) -> None:
+    rate = SharedRate(client, KEY, 1000, grant=10, tolerance=0.01)
+    first = rate.reserve()
+    assert first.count == 10 and first.delay == pytest.approx(-0.01, abs=0.001)
+    time.sleep(0.05)  # 40 ms past the end of that grant: only the last 10 ms are still free
+    late = rate.reserve()
+    assert late.count == 10 and late.delay == pytest.approx(-0.01, abs=0.002)
+
+
 def test_two_hosts_get_consecutive_slots_never_overlapping(redis_url: str) -> None:
     first, second = redis.Redis.from_url(redis_url), redis.Redis.from_url(redis_url)
     try:

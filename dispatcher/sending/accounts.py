@@ -27,13 +27,16 @@ local interval = tonumber(ARGV[1])
 local count = tonumber(ARGV[2])
 local horizon = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-if tat < now then tat = now end
+-- Slots unused for less than the tolerance may still be taken (GCRA's burst tolerance): a
+-- session that asks a little late does not lose the account's capacity meanwhile.
+local floor = now - tonumber(ARGV[5])
+if tat < floor then tat = floor end
 local ahead = tat - now
 if ahead > horizon then
     return {0, ahead - horizon}
 end
 local after = tat + count * interval
-local expire = math.ceil((after - now) / 1000) + tonumber(ARGV[4])
+local expire = math.max(1, math.ceil((after - now) / 1000)) + tonumber(ARGV[4])
 redis.call('SET', KEYS[1], string.format('%.0f', after), 'PX', expire)
 return {count, ahead}
 """
@@ -116,6 +119,7 @@ class SharedRate:
         *,
         grant: int | None = None,
         horizon: float = 0.2,
+        tolerance: float = 0.0,
     ) -> None:
         if rate <= 0:
             raise ValueError(f"a shared rate must be positive, not {rate}")
@@ -128,12 +132,21 @@ class SharedRate:
         self.interval = 1 / rate
         self.grant = grant if grant is not None else max(1, round(rate * 0.02))
         self.horizon = horizon
+        # At most this much of the account's unused time may still be taken, late: a burst of
+        # rate × tolerance submits at most (GCRA's burst tolerance).
+        self.tolerance = tolerance
         self._script = redis.register_script(_RESERVE)
 
     def reserve(self, *, at_most: int | None = None) -> Grant:
         """Lease the next `grant` slots (fewer if `at_most` says so), or none beyond the horizon."""
         count = self.grant if at_most is None else max(1, min(self.grant, at_most))
-        args = (1_000_000 / self.rate, count, round(self.horizon * 1_000_000), LINGER_MS)
+        args = (
+            1_000_000 / self.rate,
+            count,
+            round(self.horizon * 1_000_000),
+            LINGER_MS,
+            round(self.tolerance * 1_000_000),
+        )
         granted, delay = self._script(keys=[self.key], args=args)
         return Grant(int(granted), int(delay) / 1_000_000, self.interval)
 

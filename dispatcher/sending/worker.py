@@ -38,6 +38,9 @@ log = logging.getLogger("dispatcher.worker")
 
 SESSION_TTL = 6.0  # a dead worker's SMSC sessions are free again this soon
 SESSION_RENEW = 2.0
+# A bind that asks for its next slots a little late may still use the 10 ms it missed: a burst
+# of rate/100 at most, a tenth of what an SMSC allowing a burst of rate/10 tolerates.
+RATE_TOLERANCE = 0.01
 RECEIPT_FLUSH = 0.2
 ANSWER_FLUSH = 0.02
 _T = TypeVar("_T")
@@ -255,7 +258,12 @@ class WorkerProcess:
     def _open(self, account: AccountSettings, slot: int) -> Session:
         name = f"{account.name}#{slot}"
         rate = (
-            SharedRate(self.redis, rate_key(self.namespace, account.name), account.rate)
+            SharedRate(
+                self.redis,
+                rate_key(self.namespace, account.name),
+                account.rate,
+                tolerance=RATE_TOLERANCE,
+            )
             if account.rate > 0
             else None
         )
