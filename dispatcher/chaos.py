@@ -104,6 +104,7 @@ class Trial:
     stopped_exit_code: int | None = None
     watched_pids: dict[str, int] = field(default_factory=dict)  # must outlive the fault
     api_statuses: Counter[str] = field(default_factory=Counter)  # during an outage
+    accepted_before: Counter[str] | None = None  # what a killed SMSC had accepted
 
     @property
     def database_url(self) -> str:
@@ -253,6 +254,7 @@ def restart_smsc(trial: Trial) -> None:
     trial.fault_time = time.monotonic()
     process.kill()
     process.wait()
+    trial.accepted_before = trial.accepted()
     stack.spawn("smsc-sim", simulator_command(stack))
     wait_until(lambda: _accepts(stack.smsc_host, stack.smsc_port), 20, "restarted simulator")
     trial.note(f"listening again after {time.monotonic() - trial.fault_time:.1f} s")
@@ -334,10 +336,10 @@ def _watch_api(trial: Trial, restarted: threading.Event, done: threading.Event) 
 
 
 FAULTS: tuple[Fault, ...] = (
-    Fault("worker-kill", "kill -9 of a worker (+ replacement)", kill_worker),
-    Fault("worker-term", "SIGTERM of a worker (+ replacement)", stop_worker),
-    Fault("smsc-drop", "SMSC connection dropped (SIGUSR1)", drop_connections),
-    Fault("smsc-restart", "SMSC restarted (kill -9, same port)", restart_smsc),
+    Fault("worker-kill", "worker kill -9", kill_worker),
+    Fault("worker-term", "worker SIGTERM", stop_worker),
+    Fault("smsc-drop", "SMSC link dropped", drop_connections),
+    Fault("smsc-restart", "SMSC restarted", restart_smsc),
     Fault("redis-restart", "Redis restarted empty", restart_redis, owns_redis=True),
     Fault("postgres-restart", "PostgreSQL restarted", restart_postgres, needs_postgres=True),
 )
@@ -611,7 +613,8 @@ def run_all(
     fresh_dir(var_dir)
     results = []
     for number, fault in enumerate(faults, 1):
-        console.print(f"[bold]{number}/{len(faults)} {fault.title}[/]")
+        summary = (fault.inject.__doc__ or "").strip().splitlines()[0]
+        console.print(f"[bold]{number}/{len(faults)} {fault.title}[/]: {summary}")
         directory = var_dir / fault.name
         directory.mkdir(parents=True)
         url = database_url
@@ -634,50 +637,56 @@ def run_all(
     return results
 
 
-def table(results: Sequence[Result], settings: ChaosSettings) -> Table:
-    """The results as a table."""
-    out = Table(title="Faults injected mid-campaign", caption=settings.describe())
-    for name, justify in (
-        ("fault", "left"),
-        ("sent twice", "right"),
-        ("lost", "right"),
-        ("in doubt", "right"),
-        ("s to complete", "right"),
-        ("final counts", "left"),
-        ("notes", "left"),
-    ):
-        out.add_column(name, justify=justify)  # type: ignore[arg-type]
+def notes(result: Result) -> list[str]:
+    """What a trial observed beyond the counts."""
+    found = list(result.trial.notes) if result.trial else []
+    if result.trial:
+        reached = result.trial.reached
+        found += [f"{name} {seconds:.1f} s after the fault" for name, seconds in reached.items()]
+        found += [f"{name}: never" for name in result.trial.milestones if name not in reached]
+    if result.evidence is not None and result.evidence.doubts:
+        doubts = result.evidence.doubts
+        found.append("in doubt: " + ", ".join(f"{k} {v}" for k, v in sorted(doubts.items())))
+    if result.error:
+        found.append(f"[red]{result.error}[/]")
+    return found
+
+
+def table(results: Sequence[Result]) -> Table:
+    """The results as a table, one row per fault."""
+    out = Table(title="Faults injected mid-campaign")
+    out.add_column("fault")
+    for name in ("sent twice", "lost", "in doubt", "s to complete"):
+        out.add_column(name, justify="right")
+    out.add_column("final counts by status")
     for result in results:
         title = result.fault.title
         if result.skipped:
-            out.add_row(title, "—", "—", "—", "—", result.skipped, "")
+            out.add_row(title, "—", "—", "—", "—", result.skipped)
             continue
         evidence, report = result.evidence, result.report
-        notes = list(result.trial.notes if result.trial else [])
-        if result.trial:
-            notes += [f"{k} after {v:.1f} s" for k, v in result.trial.reached.items()]
-            notes += [
-                f"{k}: not reached"
-                for k in result.trial.milestones
-                if k not in result.trial.reached
-            ]
-        if evidence is not None and evidence.doubts:
-            notes.append(", ".join(f"{k} {v}" for k, v in sorted(evidence.doubts.items())))
-        if result.error:
-            notes.append(f"[red]{result.error}[/]")
         counts = report["by_status"] if report else (evidence.by_status if evidence else {})
-        status = report["status"] if report else "?"
-        mark = "" if result.ok else "[red]"
+        status = report["status"] if report else "not final"
+        bad = "[red]" if not result.ok else ""
         out.add_row(
-            f"{mark}{title}",
-            f"{mark}{len(evidence.sent_twice)}" if evidence else "?",
-            f"{mark}{len(evidence.lost)}" if evidence else "?",
+            f"{bad}{title}",
+            f"{bad}{len(evidence.sent_twice)}" if evidence else "?",
+            f"{bad}{len(evidence.lost)}" if evidence else "?",
             str(len(evidence.in_doubt)) if evidence else "?",
             f"{result.seconds:.1f}" if result.seconds is not None else "—",
             f"{status}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())),
-            "; ".join(notes),
         )
     return out
+
+
+def print_results(console: Console, results: Sequence[Result], settings: ChaosSettings) -> None:
+    """The table, then each fault's notes, then the settings."""
+    console.print(table(results))
+    for result in results:
+        found = notes(result)
+        if found:
+            console.print(f"{result.fault.title}: " + "; ".join(found))
+    console.print(f"Settings: {settings.describe()}")
 
 
 def main(
@@ -703,5 +712,5 @@ def main(
     results = run_all(
         faults, var_dir=var_dir, settings=settings, database_url=database_url, console=console
     )
-    console.print(table(results, settings))
+    print_results(console, results, settings)
     return 0 if all(result.ok for result in results) else 1

@@ -96,6 +96,8 @@ class BindSession(threading.Thread):
         self._inbox: queue.SimpleQueue[Submission] = queue.SimpleQueue()
         self._received = 0  # messages handed in (written only by callers' thread)
         self._released = 0  # messages settled (written only by this thread)
+        self._received_urgent = 0
+        self._released_urgent = 0
         self._order = itertools.count()
         self._ready: list[Queued] = []  # parts to write now, by priority then age
         self._waiting: list[Queued] = []  # parts to write again after a backoff, by due time
@@ -116,16 +118,22 @@ class BindSession(threading.Thread):
     def submit(self, submissions: list[Submission]) -> None:
         """Hand messages to this bind (claimed for it, not yet written)."""
         self._received += len(submissions)
+        self._received_urgent += sum(1 for s in submissions if s.content.urgent)
         for submission in submissions:
             self._inbox.put(submission)
 
-    def room(self) -> int:
+    def room(self, *, urgent: bool = False) -> int:
         """How many more messages this bind should be given, up to HOLD_WINDOWS windows.
 
         Holding more than the window costs nothing in doubt (only what was written can be in
         doubt, see wirelog.py) and keeps the bind busy while the next claim is on its way.
+        Urgent messages count only against the urgent ones held: they overtake the rest.
         """
-        return HOLD_WINDOWS * self.account.window - (self._received - self._released)
+        if urgent:
+            held = self._received_urgent - self._released_urgent
+        else:
+            held = self._received - self._released
+        return HOLD_WINDOWS * self.account.window - held
 
     def held(self) -> int:
         """Messages in this bind's hands, written or not."""
@@ -545,6 +553,8 @@ class BindSession(threading.Thread):
     def _release(self, submission: Submission) -> None:
         submission.done = True
         self._released += 1
+        if submission.content.urgent:
+            self._released_urgent += 1
 
     def _return_inbox(self, reason: str) -> None:
         while True:

@@ -19,7 +19,7 @@ from dispatcher.settings import AccountSettings, Settings
 
 log = logging.getLogger("dispatcher.sending.feeder")
 
-REFRESH_SECONDS = 0.25  # how soon a newly sending campaign (an urgent one) is seen
+REFRESH_SECONDS = 0.1  # how soon a newly sending campaign (an urgent one) is seen
 EMPTY_SECONDS = 0.5  # a campaign found with nothing queued is not asked again for this long
 IDLE_SECONDS = 0.05
 
@@ -121,12 +121,10 @@ class Feeder:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim for the bind whenever it has room, until `stop` is set."""
-        low_water = max(1, self.bind.account.window // 2)
         while not stop.is_set():
-            room = self.bind.room()
-            if self.bind.is_up and room >= low_water:
+            if self.bind.is_up:
                 try:
-                    if await self._feed(room):
+                    if await self._feed():
                         continue
                 except Exception as error:
                     log.warning("claim failed (%s); trying again", type(error).__name__)
@@ -137,9 +135,17 @@ class Feeder:
             except TimeoutError:
                 pass
 
-    async def _feed(self, room: int) -> bool:
+    async def _feed(self) -> bool:
+        """One claim for the first campaign in line that has room and queued messages."""
+        low_water = max(1, self.bind.account.window // 2)
         for campaign in self._sending.candidates():
             assert campaign.id is not None
+            urgent = campaign.priority == Priority.URGENT
+            room = self.bind.room(urgent=urgent)
+            if room < low_water:
+                if urgent:
+                    return False  # normal ones wait while urgent ones are held
+                continue
             rows = await asyncio.to_thread(
                 claims.claim,
                 self._engine,
