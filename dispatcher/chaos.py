@@ -54,6 +54,8 @@ class ChaosSettings:
     rate: float = 1000.0  # submits/s of the account, all binds together
     window: int = 100
     receipt_timeout: float = 30.0
+    smsc_latency: float = 0.02  # seconds the simulator takes to answer a submit_sm
+    receipt_delay: float = 0.5  # seconds from its answer to the delivery receipt
     fault_at: float = 1 / 3  # fraction of the messages the SMSC accepted before the fault
     timeout: float = 600.0  # seconds from the fault to completion before giving up
     redis_outage: float = 2.0  # seconds the restarted Redis stays away
@@ -65,7 +67,8 @@ class ChaosSettings:
         return (
             f"{self.messages:,} messages per campaign, {self.workers} workers (one bind each), "
             f"rate {self.rate:g}/s, window {self.window}, receipt timeout "
-            f"{self.receipt_timeout:g} s, fault after {self.fault_at:.0%} accepted, "
+            f"{self.receipt_timeout:g} s, SMSC latency {self.smsc_latency:g} s and receipts "
+            f"after {self.receipt_delay:g} s, fault after {self.fault_at:.0%} accepted, "
             f"Redis outage {self.redis_outage:g} s"
             + "".join(f", {key}={value}" for key, value in sorted(self.environment.items()))
         )
@@ -510,7 +513,14 @@ def _stack_config(
         var_dir=var_dir,
         database_url=database_url,
         redis_url=redis_url,
-        simulator_args=["--record", str((var_dir / "smsc-record.tsv").resolve())],
+        simulator_args=[
+            "--record",
+            str((var_dir / "smsc-record.tsv").resolve()),
+            "--latency",
+            str(settings.smsc_latency),
+            "--receipt-delay",
+            str(settings.receipt_delay),
+        ],
         rate=settings.rate,
         window=settings.window,
         receipt_timeout=settings.receipt_timeout,

@@ -39,8 +39,20 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_on_begin(connection: Any) -> None:
     # Take the write lock up front: a deferred transaction that reads and then writes can
-    # fail at once with SQLITE_BUSY instead of waiting for the other writer.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # fail at once with SQLITE_BUSY instead of waiting for the other writer. A connection
+    # marked read-only (see `reading`) reads a snapshot instead, without waiting for writers.
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN DEFERRED")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+READ_ONLY = "dispatcher_read_only"
+
+
+def reading(engine: Engine) -> Engine:
+    """The same engine for transactions that only read (on SQLite they need no write lock)."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 @lru_cache

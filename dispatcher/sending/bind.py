@@ -51,7 +51,7 @@ log = logging.getLogger("dispatcher.smpp")
 UNBIND_WAIT_SECONDS = 2.0
 STABLE_BIND_SECONDS = 30.0  # a bind that lasted this long resets the reconnect backoff
 IDLE_POLL = 0.05
-HOLD_WINDOWS = 3  # messages a bind holds (written or not), in windows
+HOLD_WINDOWS = 4  # messages a bind holds (written or not), in windows
 Ack = Callable[[], None]  # answers one receipt's deliver_sm
 Queued = tuple[int, int, Submission, int]  # (priority or due time, order, message, part)
 

@@ -6,12 +6,14 @@ import time
 from collections.abc import Iterator
 from datetime import UTC
 
-from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from sqlalchemy import Engine, select
+from sqlmodel import Session, col
+from sqlmodel import select as select_rows
 
 from campaigns import content
 from campaigns.models import Campaign, CampaignStatus, Priority
 from campaigns.service import sent_text
+from dispatcher.db import reading
 from dispatcher.sending import claims
 from dispatcher.sending.bind import BindSession
 from dispatcher.sending.submissions import Content, Part, Submission
@@ -22,6 +24,7 @@ log = logging.getLogger("dispatcher.sending.feeder")
 REFRESH_SECONDS = 0.1  # how soon a newly sending campaign (an urgent one) is seen
 EMPTY_SECONDS = 0.5  # a campaign found with nothing queued is not asked again for this long
 IDLE_SECONDS = 0.05
+_campaign = Campaign.__table__  # type: ignore[attr-defined]
 
 
 def content_for(campaign: Campaign, account: AccountSettings, settings: Settings) -> Content:
@@ -60,15 +63,24 @@ class Sending:
         self._empty_until: dict[int, float] = {}
 
     def refresh(self) -> None:
-        """Read the sending campaigns (on a worker thread)."""
-        with Session(self._engine) as session:
-            campaigns = list(
-                session.exec(
-                    select(Campaign)
-                    .where(col(Campaign.status) == CampaignStatus.SENDING)
-                    .order_by(col(Campaign.id))
-                ).all()
-            )
+        """Read the sending campaigns (on a worker thread); load only those new or changed."""
+        with reading(self._engine).connect() as connection:
+            rows = connection.execute(
+                select(_campaign.c.id, _campaign.c.content_hash)
+                .where(_campaign.c.status == CampaignStatus.SENDING)
+                .order_by(_campaign.c.id)
+            ).all()
+        known = {(c.id, c.content_hash): c for c in (*self._urgent, *self._normal)}
+        missing = [
+            campaign_id for campaign_id, digest in rows if (campaign_id, digest) not in known
+        ]
+        if missing:
+            with Session(reading(self._engine)) as session:
+                for campaign in session.exec(
+                    select_rows(Campaign).where(col(Campaign.id).in_(missing))
+                ).all():
+                    known[(campaign.id, campaign.content_hash)] = campaign
+        campaigns = [known[key] for key in map(tuple, rows) if key in known]
         self._urgent = [c for c in campaigns if c.priority == Priority.URGENT]
         self._normal = [c for c in campaigns if c.priority != Priority.URGENT]
         live = {c.id for c in campaigns}
@@ -137,7 +149,7 @@ class Feeder:
 
     async def _feed(self) -> bool:
         """One claim for the first campaign in line that has room and queued messages."""
-        low_water = max(1, self.bind.account.window // 2)
+        low_water = self.bind.account.window  # claims of a window or more: fewer transactions
         for campaign in self._sending.candidates():
             assert campaign.id is not None
             urgent = campaign.priority == Priority.URGENT

@@ -42,7 +42,7 @@ SESSION_RENEW = 2.0
 # of rate/100 at most, a tenth of what an SMSC allowing a burst of rate/10 tolerates.
 RATE_TOLERANCE = 0.01
 RECEIPT_FLUSH = 0.2
-ANSWER_FLUSH = 0.02
+ANSWER_FLUSH = 0.1  # answers are stored in groups this often: fewer, larger transactions
 _T = TypeVar("_T")
 # Outcomes after which a message has left its bind, so its write-ahead note can go.
 _LEFT = {o for o in Outcome if o not in (Outcome.RESENT,)}
@@ -316,7 +316,7 @@ class WorkerProcess:
     async def _store_answers(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._answered.wait(), ANSWER_FLUSH * 10)
+                await asyncio.wait_for(self._answered.wait(), 1.0)
             except TimeoutError:
                 pass
             self._answered.clear()
