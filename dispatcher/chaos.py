@@ -32,8 +32,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
-from sqlmodel import col
+from sqlmodel import Session, col
 
+from campaigns import audit
 from campaigns.models import Message, MessageStatus, Worker
 from dispatcher import demo as flow
 from dispatcher import embedded_redis
@@ -108,6 +109,7 @@ class Trial:
     watched_pids: dict[str, int] = field(default_factory=dict)  # must outlive the fault
     api_statuses: Counter[str] = field(default_factory=Counter)  # during an outage
     accepted_before: Counter[str] | None = None  # what a killed SMSC had accepted
+    accepted_while_away: int | None = None  # submits the SMSC accepted during an outage
 
     @property
     def database_url(self) -> str:
@@ -279,9 +281,14 @@ def restart_redis(trial: Trial) -> None:
     trial.fault_time = time.monotonic()
     embedded_redis.stop(var_dir)
     wait_until(lambda: not embedded_redis.is_running(var_dir), 10, "Redis stopped")
+    at_stop = _accepted_so_far(trial)
     time.sleep(trial.settings.redis_outage)  # the outage itself
+    trial.accepted_while_away = _accepted_so_far(trial) - at_stop
     embedded_redis.ensure_running(var_dir)
-    trial.note(f"Redis away {time.monotonic() - trial.fault_time:.1f} s")
+    trial.note(
+        f"Redis away {time.monotonic() - trial.fault_time:.1f} s, "
+        f"{trial.accepted_while_away} accepted meanwhile"
+    )
 
 
 def is_postgres(database_url: str) -> bool:
@@ -368,6 +375,7 @@ class Evidence:
 
     rows: dict[int, Row]
     accepted: Counter[str]  # destination -> accepted by the SMSC
+    audit_problem: str | None = None  # the audit chain's first break, if any
 
     def times_accepted(self, message_id: int) -> int:
         """How many times the SMSC accepted that message's destination."""
@@ -427,6 +435,8 @@ def examine(database_url: str, campaign_id: int, record: Path) -> Evidence:
                     col(Message.claimed_by),
                 ).where(col(Message.campaign_id) == campaign_id)
             ).all()
+        with Session(engine) as session:
+            verification = audit.verify(session=session)
     finally:
         engine.dispose()
     rows = {
@@ -434,7 +444,7 @@ def examine(database_url: str, campaign_id: int, record: Path) -> Evidence:
         for mid, msisdn, status, doubt, claimed_by in found
         if mid is not None
     }
-    return Evidence(rows, read_record(record))
+    return Evidence(rows, read_record(record), verification.problem)
 
 
 @dataclass
@@ -460,6 +470,7 @@ class Result:
             self.report["status"] == "completed"
             and not self.evidence.sent_twice
             and not self.evidence.lost
+            and self.evidence.audit_problem is None
         )
 
 
@@ -657,6 +668,8 @@ def notes(result: Result) -> list[str]:
     if result.evidence is not None and result.evidence.doubts:
         doubts = result.evidence.doubts
         found.append("in doubt: " + ", ".join(f"{k} {v}" for k, v in sorted(doubts.items())))
+    if result.evidence is not None and result.evidence.audit_problem:
+        found.append(f"[red]audit chain broken: {result.evidence.audit_problem}[/]")
     if result.error:
         found.append(f"[red]{result.error}[/]")
     return found

@@ -52,6 +52,8 @@ UNBIND_WAIT_SECONDS = 2.0
 STABLE_BIND_SECONDS = 30.0  # a bind that lasted this long resets the reconnect backoff
 IDLE_POLL = 0.05
 HOLD_WINDOWS = 4  # messages a bind holds (written or not), in windows
+HOLD_SECONDS = 1.0  # … or in seconds of its share of the account's rate, if less
+HOLD_LEAST = 10
 Ack = Callable[[], None]  # answers one receipt's deliver_sm
 Queued = tuple[int, int, Submission, int]  # (priority or due time, order, message, part)
 
@@ -133,7 +135,20 @@ class BindSession(threading.Thread):
             held = self._received_urgent - self._released_urgent
         else:
             held = self._received - self._released
-        return HOLD_WINDOWS * self.account.window - held
+        return self.hold_limit - held
+
+    @property
+    def hold_limit(self) -> int:
+        """The most messages this bind holds: four windows, or a second of its share of the rate.
+
+        Holding no more than a second's worth keeps a slow account from sitting on messages
+        that a faster one could send meanwhile.
+        """
+        most = HOLD_WINDOWS * self.account.window
+        if self.account.rate <= 0:
+            return most
+        share = self.account.rate / self.account.max_sessions
+        return max(HOLD_LEAST, min(most, round(share * HOLD_SECONDS)))
 
     def held(self) -> int:
         """Messages in this bind's hands, written or not."""

@@ -149,7 +149,8 @@ class Feeder:
 
     async def _feed(self) -> bool:
         """One claim for the first campaign in line that has room and queued messages."""
-        low_water = self.bind.account.window  # claims of a window or more: fewer transactions
+        # Claims of a window or half what the bind holds, whichever is less: few transactions.
+        low_water = max(1, min(self.bind.account.window, self.bind.hold_limit // 2))
         for campaign in self._sending.candidates():
             assert campaign.id is not None
             urgent = campaign.priority == Priority.URGENT
