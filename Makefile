@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install demo test lint bench bench-import all clean
+.PHONY: install demo test lint bench bench-import chaos all clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,12 @@ lint: install
 
 bench: install
 	$(BIN)/dispatcher bench
+
+# One campaign per fault (a worker killed or stopped, the SMSC link dropped or the SMSC restarted,
+# Redis restarted; PostgreSQL restarted with ARGS=--database-url=postgresql+psycopg://...).
+# Exits 1 if anything was sent twice or lost.
+chaos: install
+	$(BIN)/dispatcher chaos $(ARGS)
 
 # 2 million generated rows into DISPATCHER_DATABASE_URL (unset: a scratch SQLite file), twice.
 # On a scratch database that already has subscribers: make bench-import ARGS=--wipe

@@ -43,8 +43,6 @@ from dispatcher.sending import wirelog
 from dispatcher.smsc.simulator import read_record
 from dispatcher.stack import Stack, StackConfig, wait_until
 
-POLL = 0.1
-
 
 @dataclass(frozen=True)
 class ChaosSettings:
@@ -483,7 +481,7 @@ def _time_milestones(trial: Trial) -> None:
             trial.reached[name] = time.monotonic() - trial.fault_time
 
 
-def _await_completion(trial: Trial, console: Console) -> dict[str, Any]:
+def _await_completion(trial: Trial) -> dict[str, Any]:
     """Poll the report until the campaign is final; milestones are timed on the way."""
     settings = trial.settings
     stall = settings.receipt_timeout + 60
@@ -552,9 +550,9 @@ def run_trial(
 ) -> Result:
     """One fresh campaign under `fault`; the stack is gone when this returns.
 
-    `database_url` must be an empty, migrated or empty database (None: an SQLite file in
-    `var_dir`); `redis_url` None starts an embedded Redis in `var_dir`, which a fault that
-    restarts Redis always does.
+    `database_url` is an empty database, migrated here (None: an SQLite file in `var_dir`);
+    `redis_url` None starts an embedded Redis in `var_dir`, as a fault that restarts Redis
+    always does. Whatever goes wrong ends up in `Result.error`, not raised.
     """
     console = console or Console(quiet=True)
     result = Result(fault)
@@ -578,7 +576,7 @@ def run_trial(
                 )
                 console.print(f"  {fault.title}: injected at {_accepted_so_far(trial):,} accepted")
                 fault.inject(trial)
-                result.report = _await_completion(trial, console)
+                result.report = _await_completion(trial)
                 result.seconds = time.monotonic() - trial.fault_time
                 for name, pid in trial.watched_pids.items():
                     process = stack.processes.get(name)

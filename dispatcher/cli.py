@@ -200,7 +200,7 @@ def chaos(
     ] = 30,
     database_url: Annotated[
         str | None,
-        typer.Option(help="PostgreSQL to run on (a schema chaos_<fault> each) [default: SQLite]"),
+        typer.Option(help="PostgreSQL to use, a schema chaos_<fault> per fault (default SQLite)"),
     ] = None,
     fault: Annotated[
         list[str] | None, typer.Option(help="Only this fault (repeatable), e.g. worker-kill")
