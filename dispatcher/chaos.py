@@ -399,6 +399,15 @@ class Evidence:
         return [m for m, r in self.rows.items() if r.doubt is not None]
 
     @property
+    def no_receipt(self) -> list[int]:
+        """Accepted, not in doubt, and `unknown`: no receipt was stored before the timeout."""
+        return [
+            m
+            for m, r in self.rows.items()
+            if r.doubt is None and r.status == MessageStatus.UNKNOWN and self.times_accepted(m)
+        ]
+
+    @property
     def doubts(self) -> Counter[str]:
         """In-doubt messages by reason."""
         return Counter(r.doubt for r in self.rows.values() if r.doubt is not None)
@@ -666,6 +675,11 @@ def notes(result: Result) -> list[str]:
     if result.evidence is not None and result.evidence.doubts:
         doubts = result.evidence.doubts
         found.append("in doubt: " + ", ".join(f"{k} {v}" for k, v in sorted(doubts.items())))
+    if result.evidence is not None and result.evidence.no_receipt:
+        found.append(
+            f"{len(result.evidence.no_receipt)} accepted once but no receipt stored "
+            "(unknown at the receipt timeout)"
+        )
     if result.evidence is not None and result.evidence.audit_problem:
         found.append(f"[red]audit chain broken: {result.evidence.audit_problem}[/]")
     if result.error:
