@@ -163,7 +163,7 @@ class ReceiptMatcher:
             if others:
                 found += _submitted_parts(connection, list(others))
                 by_form |= others
-            rows, single, multi = [], [], set()
+            rows, single, multi, matched = [], [], set(), set()
             for part_id, message_id, stored_id, parts in found:
                 smsc_id = by_form[stored_id]
                 receipt, _, acks = chunk[smsc_id]
@@ -173,14 +173,17 @@ class ReceiptMatcher:
                     single.append({"mid": message_id, **final})
                 else:
                     multi.add(message_id)
-                if self.waiting.pop(smsc_id, None) is not None:
-                    settled += acks
+                matched.add(smsc_id)
             if rows:
                 connection.execute(_set_part_final, rows)
             if single:
                 connection.execute(_set_message_final, single)
             if multi:
                 settle_messages(connection, multi, at)
+        # Only once committed: a receipt whose transaction failed stays waiting for the next try.
+        for smsc_id in matched:
+            if (entry := self.waiting.pop(smsc_id, None)) is not None:
+                settled += entry[2]
         self.applied += len(rows)
         return settled
 
