@@ -105,6 +105,7 @@ class BindSession(threading.Thread):
         self._waiting: list[Queued] = []  # parts to write again after a backoff, by due time
         self._inflight: dict[int, tuple[Submission, int, float]] = {}  # sequence → part
         self._out: list[Answer] = []
+        self._heard: dict[int, Submission] = {}  # written messages with news since the last flush
         self._acks: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._link: Link | None = None
@@ -556,7 +557,11 @@ class BindSession(threading.Thread):
     def _emit(self, submission: Submission, outcome: Outcome, **fields: Any) -> None:
         fields.setdefault("attempts", submission.attempts)
         fields.setdefault("command_status", submission.last_status)
-        self._out.append(Answer(submission.message_id, outcome, **fields))
+        answer = Answer(submission.message_id, outcome, **fields)
+        self._out.append(answer)
+        if submission.started and not submission.done:
+            submission.trail.append(answer)
+            self._heard[submission.message_id] = submission
 
     def _settle(self, submission: Submission, outcome: Outcome, **fields: Any) -> None:
         """The message's last answer: it leaves this bind."""
@@ -604,9 +609,23 @@ class BindSession(threading.Thread):
             heap.clear()
 
     def _flush(self) -> None:
-        if self._out:
-            answers, self._out = self._out, []
-            self._on_answers(answers)
+        """Hand what was heard to be stored, noting it in the write-ahead log first.
+
+        Noted first, so that a worker killed before storing it leaves in doubt only what was
+        written and never answered: its windows, not the answers waiting to be stored.
+        """
+        if not self._out:
+            return
+        if self._heard and self._wire is not None and not self._wire_down:
+            try:
+                self._wire.heard({mid: s.trail for mid, s in self._heard.items()})
+            except redis.RedisError as error:
+                log.warning(
+                    "bind %s: answers not noted in the write-ahead log: %s", self.name_, error
+                )
+        self._heard.clear()
+        answers, self._out = self._out, []
+        self._on_answers(answers)
 
 
 def _text(value: Any) -> str | None:

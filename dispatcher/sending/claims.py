@@ -15,7 +15,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, or_, select, update
 
 from campaigns.models import Message, MessagePart, MessageStatus
 from dispatcher.sending.submissions import Answer, Outcome
@@ -114,6 +114,12 @@ def claim(engine: Engine, *, campaign_id: int, worker_id: int, limit: int) -> li
 
 def store_answers(engine: Engine, worker_id: int, answers: list[Answer]) -> None:
     """Store what binds learnt, in one transaction: parts, outcomes, hand-backs, doubts."""
+    with engine.begin() as connection:
+        apply_answers(connection, worker_id, answers)
+
+
+def apply_answers(connection: Connection, worker_id: int, answers: list[Answer]) -> None:
+    """Store what binds learnt within the caller's transaction."""
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for answer in answers:
         at = datetime.fromtimestamp(answer.at, UTC)
@@ -156,9 +162,8 @@ def store_answers(engine: Engine, worker_id: int, answers: list[Answer]) -> None
         "in_doubt": _set_in_doubt,
         "resent": _set_resent,
     }
-    with engine.begin() as connection:
-        if rows["parts"]:
-            connection.execute(insert(_part), rows["parts"])
-        for kind, statement in statements.items():
-            if rows[kind]:
-                connection.execute(statement, rows[kind])
+    if rows["parts"]:
+        connection.execute(insert(_part), rows["parts"])
+    for kind, statement in statements.items():
+        if rows[kind]:
+            connection.execute(statement, rows[kind])

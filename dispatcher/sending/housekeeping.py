@@ -61,11 +61,14 @@ class Housekeeper:
         namespace = self.settings.queue_name
         for worker_id in workers.needing_recovery(self.engine, self.settings.worker_dead_after):
             written = wirelog.written(self.redis, namespace, worker_id)
-            queued, in_doubt = workers.recover(self.engine, worker_id, written)
+            heard = wirelog.heard(self.redis, namespace, worker_id) if written is not None else None
+            answered, queued, in_doubt = workers.recover(self.engine, worker_id, written, heard)
             wirelog.drop(self.redis, namespace, worker_id)
             log.warning(
-                "worker %d is gone: %d messages queued again, %d in doubt%s",
+                "worker %d is gone: %d answers stored for it, %d messages queued again, "
+                "%d in doubt%s",
                 worker_id,
+                answered,
                 queued,
                 in_doubt,
                 "" if written is not None else " (its write-ahead log was lost)",

@@ -44,6 +44,7 @@ class Submission:
     accepted: int = 0  # parts the SMSC took
     started: bool = False  # a part was written: it cannot simply go back to the queue
     done: bool = False
+    trail: "list[Answer]" = field(default_factory=list)  # what was heard of it, in order
 
     @property
     def priority(self) -> int:
