@@ -69,7 +69,7 @@ class WireLog:
         if message_ids:
             pipe = self._client.pipeline(transaction=False)
             pipe.srem(self._key, *message_ids)
-            pipe.hdel(self._answers_key, *message_ids)
+            pipe.hdel(self._answers_key, *map(str, message_ids))
             pipe.execute()
 
 
