@@ -274,6 +274,7 @@ class Message(SQLModel, table=True):
     attempts: int = 0  # submit_sm answered for it (the most for one part)
     last_status: int | None = None  # the SMSC's last command_status for it
     doubt: str | None = Field(default=None, max_length=16)  # why it may not have arrived, or twice
+    late_receipt: bool = False  # `unknown` at the receipt timeout, then a receipt told the truth
 
 
 class Worker(SQLModel, table=True):
@@ -291,14 +292,41 @@ class MessagePart(SQLModel, table=True):
     """One submit_sm of a message: its SMSC message id and what the network said of it."""
 
     __tablename__ = "message_part"
+    __table_args__ = (
+        # Receipts are matched on the id's key within the account that handed it out.
+        sa.Index("ix_message_part_account_key", "account", "smsc_key"),
+        # An answer stored again (a commit whose acknowledgement was lost) adds nothing.
+        sa.UniqueConstraint("message_id", "part_no", "smsc_message_id", name="uq_message_part_id"),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
     message_id: int = Field(sa_column=Column(BigId, sa.ForeignKey("message.id"), index=True))
     part_no: int
-    smsc_message_id: str = Field(max_length=64, index=True)
+    smsc_message_id: str = Field(max_length=64, index=True)  # as the SMSC wrote it
+    account: str = Field(default="", max_length=32)  # the SMSC account that handed it out
+    smsc_key: str = Field(default="", max_length=64)  # the id's comparable form (smsc_ids.key)
     status: MessageStatus = Field(default=MessageStatus.SUBMITTED, sa_type=sa.String(16))
-    error_code: int | None = None
+    error_code: int | None = None  # the receipt's err:
+    network_error: int | None = None  # the receipt's network_error_code TLV (type << 16 | code)
+    receipt_state: str | None = Field(default=None, max_length=16)  # the last state reported
     done_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class PendingReceipt(SQLModel, table=True):
+    """A delivery receipt stored before it matched a message: acknowledged, matched later."""
+
+    __tablename__ = "pending_receipt"
+    __table_args__ = (sa.Index("ix_pending_receipt_expired_id", "expired", "id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
+    account: str = Field(max_length=32)
+    smsc_message_id: str = Field(max_length=64)
+    state: str = Field(max_length=16)  # as reported: DELIVRD, ENROUTE…
+    error_code: int | None = None
+    network_error: int | None = None
+    received_at: datetime = Field(sa_type=UtcDateTime)
+    reason: str = Field(default="unmatched", max_length=16)  # unmatched, ambiguous, ids_unknown
+    expired: bool = False  # given up on after DISPATCHER_UNMATCHED_RECEIPT_TTL
 
 
 class AuditEntry(SQLModel, table=True):

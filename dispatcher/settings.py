@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from campaigns.policy import Policy
 from dispatcher.sending.answers import Action
+from dispatcher.sending.smsc_ids import IdBase
 
 
 class OnConnectionLoss(StrEnum):
@@ -17,6 +18,13 @@ class OnConnectionLoss(StrEnum):
 
     UNKNOWN = "unknown"  # never written again: the message ends `unknown`, counted in doubt
     RESEND = "resend"  # written again on the next link, marked in doubt (it may arrive twice)
+
+
+class ReceiptsPer(StrEnum):
+    """What one delivery receipt reports on, for a message sent in several parts."""
+
+    PART = "part"  # one receipt per submit_sm (SMPP's way): the message ends with its last part
+    MESSAGE = "message"  # one receipt for the whole message: it ends every part
 
 
 class AccountSettings(BaseModel):
@@ -48,6 +56,13 @@ class AccountSettings(BaseModel):
     max_attempts: int = Field(default=5, ge=1, description="tries of a temporary error")
     retry_for: float = Field(default=600.0, gt=0, description="seconds a message may be retried")
     retry_backoff: float = Field(default=1.0, gt=0, description="first retry delay in seconds")
+    submit_ids: IdBase = Field(
+        default=IdBase.AUTO, description="how submit_sm_resp writes ids: dec, hex, text, auto"
+    )
+    receipt_ids: IdBase = Field(
+        default=IdBase.AUTO, description="how delivery receipts write ids: dec, hex, text, auto"
+    )
+    receipts_per: ReceiptsPer = ReceiptsPer.PART
 
 
 class Settings(BaseSettings):
@@ -61,6 +76,9 @@ class Settings(BaseSettings):
     binds: list[AccountSettings] = Field(default_factory=lambda: [AccountSettings()])
     batch_size: int = Field(default=1000, ge=1, le=1000)
     receipt_timeout: float = Field(default=3600.0, gt=0, description="seconds until `unknown`")
+    unmatched_receipt_ttl: float = Field(
+        default=3600.0, gt=0, description="seconds a receipt matching no message is kept trying"
+    )
     job_timeout: int = Field(
         default=3600,
         ge=5,

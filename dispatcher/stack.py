@@ -106,6 +106,8 @@ class Stack:
                 "rate": self.config.rate,
                 "window": self.config.window,
                 "max_sessions": self.config.max_sessions or self.config.workers,
+                # The built-in simulator writes decimal ids on both sides; another SMSC is learnt.
+                **({} if self.config.smsc else {"submit_ids": "dec", "receipt_ids": "dec"}),
                 **self.config.account,
             }
         ]

@@ -1,50 +1,11 @@
 """Claims and answers in the database, and what becomes of a dead worker's messages."""
 
-import pytest
 import redis
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 
-from campaigns import areas
-from campaigns.models import Campaign, Message, MessagePart, Role
-from campaigns.people import create_authority, create_user
-from dispatcher.db import session_scope
+from campaigns.models import Message, MessagePart
 from dispatcher.sending import claims, wirelog, workers
 from dispatcher.sending.submissions import Answer, Outcome
-
-
-@pytest.fixture
-def campaign_id(engine: Engine) -> int:
-    """A campaign with ten queued messages."""
-    with session_scope(engine) as session:
-        areas.seed_gia_lai(session)
-        authority = create_authority(session=session, code="A", name="A")
-        user, _ = create_user(
-            session=session, username="u", name="u", role=Role.SUBMITTER, authority=authority
-        )
-        campaign = Campaign(
-            title="t",
-            text="x",
-            sender="S",
-            target_areas=["622"],
-            authority_id=authority.id,
-            created_by_id=user.id,
-        )
-        session.add(campaign)
-        session.flush()
-        session.connection().execute(
-            insert(Message.__table__),  # type: ignore[attr-defined]
-            [
-                {
-                    "campaign_id": campaign.id,
-                    "batch_no": 0,
-                    "msisdn": f"+8491234{i:04d}",
-                    "status": "queued",
-                }
-                for i in range(10)
-            ],
-        )
-        assert campaign.id is not None
-        return campaign.id
 
 
 def rows(engine: Engine) -> list[tuple[str, int | None, str | None, int]]:

@@ -524,6 +524,8 @@ class BindSession(threading.Thread):
                 receipted_message_id=getattr(pdu, "receipted_message_id", None),
                 message_state=getattr(pdu, "message_state", None),
                 text=pdu.short_message,
+                network_error_code=getattr(pdu, "network_error_code", None),
+                account=self.account.name,
             )
             if receipt is None:
                 log.warning("bind %s: unreadable delivery receipt", self.name_)
@@ -557,7 +559,7 @@ class BindSession(threading.Thread):
     def _emit(self, submission: Submission, outcome: Outcome, **fields: Any) -> None:
         fields.setdefault("attempts", submission.attempts)
         fields.setdefault("command_status", submission.last_status)
-        answer = Answer(submission.message_id, outcome, **fields)
+        answer = Answer(submission.message_id, outcome, account=self.account.name, **fields)
         self._out.append(answer)
         if submission.started and not submission.done:
             submission.trail.append(answer)

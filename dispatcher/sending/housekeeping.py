@@ -23,6 +23,7 @@ from dispatcher import queue as jobs
 from dispatcher.db import session_scope
 from dispatcher.sending import halts, wirelog, workers
 from dispatcher.sending.accounts import LeaderLock
+from dispatcher.sending.matching import expire_pending
 from dispatcher.settings import Settings
 
 log = logging.getLogger("dispatcher.housekeeping")
@@ -51,6 +52,7 @@ class Housekeeper:
         lost = self._campaigns(slow=self.ticks % SLOW_EVERY == 1)
         if self.ticks % SLOW_EVERY == 1:
             expire_unanswered(self.engine, self.settings.receipt_timeout)
+            expire_pending(self.engine, self.settings.unmatched_receipt_ttl)
         return lost
 
     def _recover_dead_workers(self) -> None:

@@ -76,3 +76,4 @@ class Answer:
     final: bool = True  # for ACCEPTED: the message's last part, so it is now submitted
     reason: str | None = None  # SKIPPED: cancelled/paused/expired; IN_DOUBT, RESENT: why
     at: float = field(default_factory=time.time)
+    account: str = ""  # the SMSC account that answered: its ids are compared among its own

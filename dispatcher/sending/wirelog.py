@@ -102,7 +102,7 @@ def _encode(trail: list[Answer]) -> str:
     return json.dumps(
         [
             [a.outcome.value, a.part_no, a.smsc_message_id, a.command_status, a.attempts]
-            + [a.final, a.reason, a.at]
+            + [a.final, a.reason, a.at, a.account]
             for a in trail
         ]
     )
@@ -110,8 +110,8 @@ def _encode(trail: list[Answer]) -> str:
 
 def _decode(message_id: int, value: bytes) -> list[Answer]:
     return [
-        Answer(message_id, Outcome(o), p, smsc, status, attempts, final, reason, at)
-        for o, p, smsc, status, attempts, final, reason, at in json.loads(value)
+        Answer(message_id, Outcome(o), p, smsc, status, attempts, final, reason, at, account)
+        for o, p, smsc, status, attempts, final, reason, at, account in json.loads(value)
     ]
 
 

@@ -30,9 +30,11 @@ from dispatcher.sending.feeder import Feeder, Sending
 from dispatcher.sending.halts import HaltBoard
 from dispatcher.sending.housekeeping import Housekeeper, lead
 from dispatcher.sending.jobs import expand_campaign
-from dispatcher.sending.receipts import Receipt, ReceiptMatcher
+from dispatcher.sending.matching import ReceiptMatcher
+from dispatcher.sending.receipts import Receipt
+from dispatcher.sending.smsc_ids import AccountIds
 from dispatcher.sending.submissions import Answer, Outcome
-from dispatcher.settings import AccountSettings, Settings
+from dispatcher.settings import AccountSettings, ReceiptsPer, Settings
 
 log = logging.getLogger("dispatcher.worker")
 
@@ -42,6 +44,8 @@ SESSION_RENEW = 2.0
 # of rate/100 at most, a tenth of what an SMSC allowing a burst of rate/10 tolerates.
 RATE_TOLERANCE = 0.01
 RECEIPT_FLUSH = 0.2
+PENDING_RETRY = 0.5  # receipts stored unmatched are tried again this often while answers come
+PENDING_RETRY_IDLE = 5.0  # … and this often otherwise (an account's id formats may be learnt)
 ANSWER_FLUSH = 0.1  # answers are stored in groups this often: fewer, larger transactions
 _T = TypeVar("_T")
 # Outcomes after which a message has left its bind, so its write-ahead note can go.
@@ -84,7 +88,12 @@ class WorkerProcess:
         self._states: queue.SimpleQueue[tuple[str, str, str]] = queue.SimpleQueue()
         self._answered = asyncio.Event()
         self._unstored: list[tuple[str, list[Answer]]] = []
-        self._matcher = ReceiptMatcher(engine)
+        self._matcher = ReceiptMatcher(
+            engine,
+            accounts={a.name: AccountIds(a.submit_ids, a.receipt_ids) for a in settings.binds},
+            per_message={a.name for a in settings.binds if a.receipts_per == ReceiptsPer.MESSAGE},
+        )
+        self._answers_stored = False  # since unmatched receipts were last tried again
         self._last_beat = time.monotonic()
         url = jobs.redis_url(settings)
         timeouts = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
@@ -344,9 +353,12 @@ class WorkerProcess:
                 delay = min(delay * 2, 10.0)
 
     def _store(self, pending: list[tuple[str, list[Answer]]]) -> None:
-        claims.store_answers(
-            self.engine, self.worker_id, [a for _, answers in pending for a in answers]
-        )
+        stored = [a for _, answers in pending for a in answers]
+        claims.store_answers(self.engine, self.worker_id, stored)
+        for answer in stored:
+            if answer.outcome == Outcome.ACCEPTED and answer.smsc_message_id:
+                self._matcher.saw_submit_id(answer.account, answer.smsc_message_id)
+        self._answers_stored = True
         for bind_name, answers in pending:
             session = self.sessions.get(bind_name)
             left = [a.message_id for a in answers if a.outcome in _LEFT and a.final]
@@ -357,9 +369,18 @@ class WorkerProcess:
                     pass  # a stale note only matters for messages still `submitting`
 
     async def _store_receipts(self) -> None:
+        last_retry = time.monotonic()
         while True:
             await asyncio.sleep(RECEIPT_FLUSH)
             await self._flush_receipts()
+            since = time.monotonic() - last_retry
+            if since >= PENDING_RETRY_IDLE or (self._answers_stored and since >= PENDING_RETRY):
+                self._answers_stored = False
+                last_retry = time.monotonic()
+                try:
+                    await asyncio.to_thread(self._matcher.retry_pending)
+                except Exception as error:
+                    log.warning("matching stored receipts failed (%s)", type(error).__name__)
 
     async def _flush_receipts(self) -> None:
         """Store the receipts that came in; then, and only then, acknowledge them."""
