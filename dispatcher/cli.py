@@ -114,6 +114,7 @@ def demo(
     config = StackConfig(
         var_dir=var_dir,
         smsc=_host_port(smsc) if smsc else None,
+        smsc_ids="auto" if smsc else "dec",  # another SMSC's ids are learnt
         system_id=system_id,
         password=password,
         rate=rate,

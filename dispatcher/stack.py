@@ -51,6 +51,7 @@ class StackConfig:
     database_url: str | None = None
     redis_url: str | None = None
     smsc: tuple[str, int] | None = None  # None: start the built-in simulator
+    smsc_ids: str = "dec"  # how the SMSC writes message ids (the simulator: decimal); or "auto"
     simulator_args: list[str] = field(default_factory=list)
     system_id: str = "dispatcher"
     password: str = "secret"
@@ -106,8 +107,8 @@ class Stack:
                 "rate": self.config.rate,
                 "window": self.config.window,
                 "max_sessions": self.config.max_sessions or self.config.workers,
-                # The built-in simulator writes decimal ids on both sides; another SMSC is learnt.
-                **({} if self.config.smsc else {"submit_ids": "dec", "receipt_ids": "dec"}),
+                "submit_ids": self.config.smsc_ids,
+                "receipt_ids": self.config.smsc_ids,
                 **self.config.account,
             }
         ]

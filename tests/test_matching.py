@@ -6,7 +6,7 @@ from functools import partial
 import pytest
 from sqlalchemy import Engine, func, select, update
 
-from campaigns.models import Message, MessagePart, PendingReceipt
+from campaigns.models import Campaign, CampaignStatus, Message, MessagePart, PendingReceipt
 from dispatcher.sending import claims, matching
 from dispatcher.sending.housekeeping import expire_unanswered
 from dispatcher.sending.matching import ReceiptMatcher
@@ -260,3 +260,15 @@ def test_answers_stored_twice_add_no_part_twice(engine: Engine, messages: list[i
     store_submit_results(engine, [(messages[0], 0, "1", 0)])
     with engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(MessagePart)).scalar_one() == 1
+
+
+def test_messages_of_a_cancelled_campaign_still_settle(
+    engine: Engine, messages: list[int], campaign_id: int
+) -> None:
+    store_submit_results(engine, [(messages[0], 0, "1", 0), (messages[1], 0, "2", 0)])
+    with engine.begin() as connection:
+        connection.execute(update(Campaign).values(status=CampaignStatus.CANCELLED))
+    Acks().apply(matcher_for(engine), delivered("1"))
+    expire_unanswered(engine, timeout=0)
+    # Driven by the messages, not by their campaign: the receipt counts, the rest times out.
+    assert statuses(engine)[:2] == ["delivered", "unknown"]
