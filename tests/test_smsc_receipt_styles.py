@@ -54,7 +54,7 @@ class Esme:
         self.resp_times: dict[str, float] = {}  # message id -> when its resp arrived
         self.receipts: list[tuple[float, Any]] = []  # (when, deliver_sm)
 
-    def submit(self, text: bytes = b"hi", *, esm_class: int = 0) -> int:
+    def submit(self, text: bytes = b"hi", *, esm_class: int = 0, **tlvs: int) -> int:
         """Send one submit_sm asking for a receipt; its sequence number."""
         submit = self.link.make(
             "submit_sm",
@@ -66,6 +66,7 @@ class Esme:
             esm_class=esm_class,
             registered_delivery=1,
             short_message=text,
+            **tlvs,
         )
         self.link.write([submit])
         return int(submit.sequence)
@@ -271,6 +272,20 @@ def test_one_receipt_per_concatenated_message(
     assert int(whole) == int(client.resp_ids[chosen], 16)
     assert int(last) == int(client.resp_ids[single], 16)  # nothing else came before it
     assert simulator.stats.receipts_sent == 2
+
+
+def test_one_receipt_per_message_split_with_sar_tlvs(
+    smsc: Callable[..., ThreadedSimulator], esme: Callable[..., Esme]
+) -> None:
+    client = esme(smsc(receipt_per_message="first"))
+    segments = [
+        client.submit(b"part", sar_msg_ref_num=513, sar_total_segments=2, sar_segment_seqnum=seq)
+        for seq in (1, 2)
+    ]
+    single = client.submit(b"one part")
+    client.pump(lambda: len(client.resp_ids) == 3 and len(client.receipts) >= 2)
+    whole, last = (text_id(receipt) for _, receipt in client.receipts)
+    assert (whole, last) == (client.resp_ids[segments[0]], client.resp_ids[single])
 
 
 def test_segments_of_different_messages_are_kept_apart(
