@@ -81,7 +81,7 @@ def _settled(database_url: str, campaign_id: int, recipients: int) -> dict[str, 
                     .where(Message.campaign_id == campaign_id)
                     .group_by(Message.status)
                 ).all()
-            counts = {status: count for status, count in rows}
+            counts: dict[str, int] = dict(rows)
             steady = steady + 1 if counts == last else 0
             if counts.get("delivered") == recipients or steady >= 10:
                 return counts

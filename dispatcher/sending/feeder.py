@@ -97,6 +97,11 @@ class Sending:
             if self._empty_until.get(campaign.id or 0, 0.0) <= now:
                 yield campaign
 
+    @property
+    def normal_count(self) -> int:
+        """Normal campaigns sending now."""
+        return len(self._normal)
+
     def empty(self, campaign_id: int) -> None:
         """Nothing was queued: skip the campaign for a moment."""
         self._empty_until[campaign_id] = time.monotonic() + EMPTY_SECONDS
@@ -151,6 +156,9 @@ class Feeder:
         """One claim for the first campaign in line that has room and queued messages."""
         # Claims of a window or half what the bind holds, whichever is less: few transactions.
         low_water = max(1, min(self.bind.account.window, self.bind.hold_limit // 2))
+        # Several normal campaigns at once: each claim takes a share of the room, so that
+        # the bind's hands (and the SMSC's stream) alternate between them in small blocks.
+        sharing = max(1, self._sending.normal_count)
         for campaign in self._sending.candidates():
             assert campaign.id is not None
             urgent = campaign.priority == Priority.URGENT
@@ -164,7 +172,7 @@ class Feeder:
                 self._engine,
                 campaign_id=campaign.id,
                 worker_id=self._worker_id,
-                limit=room,
+                limit=room if urgent else max(low_water, room // sharing),
             )
             if rows:
                 message_content = self._content(campaign)
