@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, bindparam, select, update
 
 from campaigns.models import Message, MessagePart, MessageStatus, utcnow
+from dispatcher.sending import metrics
 
 Ack = Callable[[], None]  # answers one receipt's deliver_sm
 _message = Message.__table__  # type: ignore[attr-defined]
@@ -163,8 +164,8 @@ class ReceiptMatcher:
             if others:
                 found += _submitted_parts(connection, list(others))
                 by_form |= others
-            rows, single, multi, matched = [], [], set(), set()
-            for part_id, message_id, stored_id, parts in found:
+            rows, single, multi, matched, sent = [], [], set(), set(), []
+            for part_id, message_id, stored_id, parts, submitted_at in found:
                 smsc_id = by_form[stored_id]
                 receipt, _, acks = chunk[smsc_id]
                 final = {"new_status": receipt.status, "error": receipt.error_code, "at": at}
@@ -174,12 +175,14 @@ class ReceiptMatcher:
                 else:
                     multi.add(message_id)
                 matched.add(smsc_id)
+                sent.append(submitted_at)
             if rows:
                 connection.execute(_set_part_final, rows)
             if single:
                 connection.execute(_set_message_final, single)
             if multi:
                 settle_messages(connection, multi, at)
+        metrics.delivered(at, sent)
         # Only once committed: a receipt whose transaction failed stays waiting for the next try.
         for smsc_id in matched:
             if (entry := self.waiting.pop(smsc_id, None)) is not None:
@@ -191,7 +194,13 @@ class ReceiptMatcher:
 def _submitted_parts(connection: Connection, smsc_ids: list[str]) -> list[Any]:
     return list(
         connection.execute(
-            select(_part.c.id, _part.c.message_id, _part.c.smsc_message_id, _message.c.parts)
+            select(
+                _part.c.id,
+                _part.c.message_id,
+                _part.c.smsc_message_id,
+                _message.c.parts,
+                _message.c.submitted_at,
+            )
             .join(_message, _message.c.id == _part.c.message_id)
             .where(
                 _part.c.smsc_message_id.in_(smsc_ids),
