@@ -191,6 +191,23 @@ def bench(
 
 
 @app.command()
+def status(
+    once: Annotated[bool, typer.Option("--once", help="Print one snapshot and exit")] = False,
+    interval: Annotated[
+        float,
+        typer.Option(
+            min=0.2, help="Seconds between refreshes (and over which --once measures rates)"
+        ),
+    ] = 1.0,
+) -> None:
+    """Show the SMSC binds, queues and campaigns live, as the operator page does."""
+    from dispatcher.watching.feed import watcher_for
+    from dispatcher.watching.terminal import show
+
+    show(watcher_for(get_settings()), Console(), once=once, interval=interval)
+
+
+@app.command()
 def chaos(
     messages: Annotated[int, typer.Option(min=1, help="Recipients of each campaign")] = 20_000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes, one bind each")] = 2,

@@ -29,11 +29,16 @@ def _redis(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
 
 
+def watcher_for(settings: Settings) -> Watcher:
+    """A watcher of the configured database and Redis."""
+    return Watcher(settings, get_engine(), _redis(settings))
+
+
 class SnapshotFeed:
     """Hands out the current snapshot to whoever asks."""
 
     def __init__(self, settings: Settings) -> None:
-        self.watcher = Watcher(settings, get_engine(), _redis(settings))
+        self.watcher = watcher_for(settings)
         self._taking: asyncio.Future[Snapshot] | None = None
 
     async def current(self) -> Snapshot:
