@@ -184,7 +184,8 @@ class Watcher:
             rate = eta = None
             if now - then >= 0.5 and view.id in before:
                 rate = max(0.0, (processed[view.id] - before[view.id]) / (now - then))
-                eta = view.waiting / rate if rate > 0 else None
+                sending = view.status == S.SENDING
+                eta = view.waiting / rate if rate > 0 and sending else None
             campaigns.append(_with_rate(view, rate, eta))
         return DatabaseFigures(now, campaigns, figures.lanes, figures.in_doubt)
 

@@ -28,6 +28,8 @@
     document.body.classList.toggle("stale", stale);
     var banner = document.getElementById("age");
     if (banner) banner.classList.toggle("stale", stale);
+    var note = document.getElementById("stale-note");
+    if (note) note.textContent = age > STALE_S ? "STALE: no fresh figures from the server " : "";
   }
 
   function poll() {
