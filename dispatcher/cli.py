@@ -180,6 +180,9 @@ def bench(
     var_dir: Annotated[Path, typer.Option(help="Working directory, emptied first")] = Path(
         "var/bench"
     ),
+    metrics: Annotated[
+        bool, typer.Option(help="Workers record latencies and publish live figures")
+    ] = True,
 ) -> None:
     """Benchmark one campaign end to end against the simulator."""
     from dispatcher import bench as benchmark
@@ -187,7 +190,8 @@ def bench(
     console = Console()
     _fresh(var_dir)
     count = subscribers or (int(rate * 40) if rate else 200_000)
-    benchmark.report(benchmark.run(count, var_dir, window, workers, console, rate), console)
+    figures = benchmark.run(count, var_dir, window, workers, console, rate, metrics)
+    benchmark.report(figures, console)
 
 
 @app.command()

@@ -202,6 +202,12 @@ class Stack:
         kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
         return kb / 1024
 
+    def cpu_seconds(self, name: str) -> float:
+        """CPU time (user and system) a child process has used so far (Linux)."""
+        fields = Path(f"/proc/{self.processes[name].pid}/stat").read_text().rsplit(")", 1)[1]
+        user, system = fields.split()[11:13]
+        return (int(user) + int(system)) / os.sysconf("SC_CLK_TCK")
+
     def stop(self, name: str, timeout: float = 15.0) -> None:
         """Stop one child: SIGTERM, then SIGKILL if it does not go."""
         process = self.processes.pop(name, None)
