@@ -6,6 +6,7 @@ test_ops_browser.py; everything here is what a browser without JavaScript gets.
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -19,7 +20,7 @@ from campaigns.models import AuditEntry, Campaign, CampaignStatus
 from campaigns.synthetic import insert_subscribers
 from dispatcher.api.app import create_app
 from dispatcher.cli import app as cli
-from dispatcher.db import session_scope
+from dispatcher.db import make_engine, session_scope
 from dispatcher.settings import get_settings
 from dispatcher.watching import signin
 from tests import world
@@ -185,6 +186,20 @@ def test_the_page_goes_visibly_stale_when_redis_is_lost(
     assert 'data-stale="1"' in live and "STALE" in live
     assert "No figures from the workers yet." in live
     assert 'id="lane-normal"' in live  # the database's figures are still shown
+
+
+def test_the_page_goes_visibly_stale_when_the_database_is_lost(
+    client: TestClient, people: world.World, engine: Engine, tmp_path: Path
+) -> None:
+    campaign_id = sending_campaign(client, people, engine)
+    sign_in(client, token_of(people, "operator"))
+    assert 'data-stale="0"' in client.get("/ops/live").text
+    feed = client.app.state.snapshot_feed  # type: ignore[attr-defined]
+    feed.watcher.engine = make_engine(f"sqlite:///{tmp_path}/gone/no/such.db")
+    feed.watcher.last.taken_at -= 60  # the next request takes a new snapshot
+    live = client.get("/ops/live").text
+    assert "Database is not answering" in live and 'data-stale="1"' in live
+    assert f'id="campaign-{campaign_id}"' in live  # the last figures stay, marked stale
 
 
 def test_status_once_prints_the_same_figures(

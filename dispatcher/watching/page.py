@@ -61,12 +61,14 @@ async def _signed_in(request: Request) -> signin.SignedIn | None:
 
 def _context(snapshot: Snapshot, **more: Any) -> dict[str, Any]:
     now = time.time()
+    age = snapshot.age(now)
+    known = age != float("inf")
     return {
         "snap": snapshot,
-        "age": snapshot.age(now),
-        "known": snapshot.age(now) != float("inf"),
+        "age": age,
+        "known": known,
         "stale": snapshot.stale(now),
-        "as_of": _clock(snapshot.taken_at),
+        "as_of": _clock(now - age) if known else "never",  # the older source's time
         "clock": _clock,
         "chart": chart(snapshot),
         **more,

@@ -8,7 +8,7 @@ shows it can say how old each part is instead of freezing silently.
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 from redis import Redis
@@ -186,13 +186,8 @@ class Watcher:
                 rate = max(0.0, (processed[view.id] - before[view.id]) / (now - then))
                 sending = view.status == S.SENDING
                 eta = view.waiting / rate if rate > 0 and sending else None
-            campaigns.append(_with_rate(view, rate, eta))
+            campaigns.append(replace(view, rate=rate, eta_seconds=eta))
         return DatabaseFigures(now, campaigns, figures.lanes, figures.in_doubt)
-
-
-def _with_rate(view: CampaignView, rate: float | None, eta: float | None) -> CampaignView:
-    fields = {name: getattr(view, name) for name in view.__dataclass_fields__}
-    return CampaignView(**{**fields, "rate": rate, "eta_seconds": eta})
 
 
 def read_database(engine: Engine) -> DatabaseFigures:
