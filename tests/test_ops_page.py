@@ -94,6 +94,8 @@ def test_only_operators_and_admins_sign_in_and_the_cookie_is_strict(
         assert flag in cookie
     page = client.get("/ops")
     assert "Figures as of" in page.text and 'id="token"' not in page.text
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-store"
 
 
 def test_a_forged_or_revoked_cookie_signs_nobody_in(

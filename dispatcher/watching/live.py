@@ -141,7 +141,9 @@ def read(redis: Redis, namespace: str, *, now: float | None = None) -> Live:
 
 
 def _scan(redis: Redis, namespace: str, kind: str) -> list[str]:
-    return sorted(_text(k) for k in redis.scan_iter(match=f"{namespace}:watch:{kind}:*"))
+    return sorted(
+        _text(k) for k in redis.scan_iter(match=f"{namespace}:watch:{kind}:*", count=1000)
+    )
 
 
 def _json(value: Any) -> dict[str, Any]:

@@ -42,6 +42,17 @@ router = APIRouter(include_in_schema=False)
 static = StaticFiles(directory=HERE / "static")
 Action = Literal["pause", "resume", "cancel"]
 _DONE = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
+# Pages carry form tokens: never cached, never framed (no clicking Cancel through a frame).
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "frame-ancestors 'none'; form-action 'self'",
+}
+
+
+def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Any:
+    return templates.TemplateResponse(request, name, context, status_code=status, headers=_HEADERS)
 
 
 def _feed(request: Request) -> SnapshotFeed:
@@ -99,11 +110,11 @@ async def ops_page(request: Request, done: str | None = None, campaign: int | No
     """The page, or the sign-in form."""
     signed = await _signed_in(request)
     if signed is None:
-        return templates.TemplateResponse(request, "signin.html", {"error": None})
+        return _render(request, "signin.html", {"error": None})
     snapshot = await _feed(request).current()
     note = f"Campaign {campaign} {done}." if done in _DONE.values() and campaign else None
     context = _context(snapshot, user=signed, note=note)
-    return templates.TemplateResponse(request, "ops.html", context)
+    return _render(request, "ops.html", context)
 
 
 @router.get("/ops/live", response_class=HTMLResponse)
@@ -113,7 +124,7 @@ async def ops_live(request: Request) -> Any:
     if signed is None:
         return Response("sign in again", status_code=401)
     snapshot = await _feed(request).current()
-    return templates.TemplateResponse(request, "live.html", _context(snapshot, user=signed))
+    return _render(request, "live.html", _context(snapshot, user=signed))
 
 
 @router.post("/ops/sign-in", response_class=HTMLResponse)
@@ -125,7 +136,7 @@ def ops_sign_in(request: Request, token: Annotated[str, Form(max_length=200)]) -
             cookie = signin.sign_in(session=session, token=token, hours=settings.ops_session_hours)
     except CampaignError as error:
         context = {"error": str(error)}
-        return templates.TemplateResponse(request, "signin.html", context, status_code=403)
+        return _render(request, "signin.html", context, 403)
     answer = RedirectResponse("/ops", status_code=303)
     answer.set_cookie(
         signin.COOKIE,
@@ -171,7 +182,7 @@ async def ops_action(
     if confirmed != "yes":
         context = {"user": signed, "campaign_id": campaign_id, "action": action}
         context["title"] = await asyncio.to_thread(_title, campaign_id)
-        return templates.TemplateResponse(request, "confirm.html", context)
+        return _render(request, "confirm.html", context)
     try:
         await _act(request.app.state.queue, signed.user_id, campaign_id, action)
     except CampaignError as error:
@@ -199,7 +210,7 @@ def _title(campaign_id: int) -> str:
 async def _refused(request: Request, signed: signin.SignedIn, message: str, code: int) -> Any:
     snapshot = await _feed(request).current()
     context = _context(snapshot, user=signed, note=None, error=message)
-    return templates.TemplateResponse(request, "ops.html", context, status_code=code)
+    return _render(request, "ops.html", context, code)
 
 
 async def _act(pool: ArqRedis, user_id: int, campaign_id: int, action: Action) -> None:
