@@ -96,7 +96,7 @@ def main() -> None:
             )
             loads.append(timing[0])
             servers.append(timing[1])
-            time.sleep(4)  # let the page update itself a few times
+            time.sleep(2.5)  # let the page update itself a couple of times
             updates = driver.execute_script("return window.opsUpdates")
             gaps += [b - a for a, b in zip(updates, updates[1:], strict=False)]
         print(summary("page load (navigation start → load event)", loads))
