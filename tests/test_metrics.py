@@ -16,9 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from sqlalchemy import Engine, func, select
 
-from campaigns.models import Message, MessagePart, MessageStatus
+from campaigns.models import Message, MessagePart, MessageStatus, Role
+from campaigns.people import create_user
 from dispatcher import demo as flow
-from dispatcher.db import make_engine
+from dispatcher.db import make_engine, session_scope
 from dispatcher.sending import metrics
 from dispatcher.settings import Settings
 from dispatcher.smsc.config import read_stats
@@ -125,6 +126,10 @@ def test_metrics_follow_a_throttled_campaign_through_a_dropped_bind(
 
         wait_until(settled, 15, "every receipt counted and the bind down")
         ours, theirs = worker(), api_metrics()
+        # The operator page shows the same: the throttled answers of the last minute, the bind.
+        page = operator_page(stack, database_url)
+        assert re.search(r'class="code">ESME_RTHROTTLED \d+', page)
+        assert re.search(r'data-bind="smsc1#0">.*?state-down', page, re.DOTALL)
 
     smsc = [read_stats(first), read_stats(second)]
     ok = value(ours, "dispatcher_submits_total", command_status="ESME_ROK")
@@ -149,6 +154,19 @@ def test_metrics_follow_a_throttled_campaign_through_a_dropped_bind(
         for name, rows in samples.items():
             for labels, _ in rows:
                 assert not any(re.search(r"\d{8,}", v) for v in labels.values()), (name, labels)
+
+
+def operator_page(stack: Stack, database_url: str) -> str:
+    """The live part of /ops, as an operator sees it."""
+    engine = make_engine(database_url)
+    with session_scope(engine) as session:
+        _, token = create_user(
+            session=session, username="ops", name="Ops", role=Role.OPERATOR, authority=None
+        )
+    engine.dispose()
+    with httpx.Client(base_url=stack.api_url, timeout=10) as browser:
+        assert browser.post("/ops/sign-in", data={"token": token}).status_code == 303
+        return browser.get("/ops/live").raise_for_status().text
 
 
 def test_api_metrics_need_an_allowed_network_or_an_operator_token(

@@ -78,14 +78,15 @@ class Live:
                         count += value
         return count
 
-    def by_code(self, account: str, *, since: int, until: int) -> dict[str, int]:
-        """Answers other than accepted, by code name, of an account's binds over [since, until)."""
+    def by_code(self, binds: Iterable[str], *, since: int, until: int) -> dict[str, int]:
+        """Answers other than accepted, by code name, of these binds over [since, until)."""
+        wanted = set(binds)
         codes: dict[str, int] = defaultdict(int)
         for second, series in self.seconds.items():
             if since <= second < until:
                 for name, value in series.items():
                     parts = name.split("|")
-                    if parts[0] == ANSWERED and parts[1].split("#")[0] == account:
+                    if parts[0] == ANSWERED and parts[1] in wanted:
                         codes[parts[2]] += value
         return dict(sorted(codes.items()))
 

@@ -95,6 +95,7 @@ class BindView:
     window_in_use: int
     window: int
     rate: float  # accepted submits/s over the last RATE_SECONDS
+    answers: dict[str, int]  # other than accepted, by code name, last minute
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,7 @@ def read_redis(redis: Redis, settings: Settings, now: float | None = None) -> Re
                     window=state.window if state else account.window,
                     rate=figures.total(live.ACCEPTED, since=since, until=until, bind=name)
                     / RATE_SECONDS,
+                    answers=figures.by_code([name], since=until - 60, until=until),
                 )
             )
         mine = [bind.name for bind in binds]
@@ -285,7 +287,7 @@ def read_redis(redis: Redis, settings: Settings, now: float | None = None) -> Re
                 contracted=account.rate,
                 achieved=accepted / RATE_SECONDS,
                 binds=binds,
-                answers=figures.by_code(account.name, since=until - 60, until=until),
+                answers=figures.by_code(mine, since=until - 60, until=until),
                 receipts=received / RATE_SECONDS,
             )
         )

@@ -50,7 +50,7 @@ def _accounts(snapshot: Snapshot) -> Table:
                 Text(bind.state, style=style),
                 f"{bind.window_in_use}/{bind.window}",
                 f"{bind.rate:.0f}",
-                "",
+                ", ".join(f"{code} {count}" for code, count in bind.answers.items()),
             )
     return table
 
