@@ -8,17 +8,18 @@ shows it can say how old each part is instead of freezing silently.
 
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import cast
+from typing import Any, cast
 
 from redis import Redis
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, Row, func, select
 
 from campaigns.models import Authority, Campaign, CampaignStatus, Message, MessageStatus, Mode
 from dispatcher.api.errors import summary
 from dispatcher.db import reading
 from dispatcher.sending.accounts import session_key
-from dispatcher.settings import Settings
+from dispatcher.settings import AccountSettings, Settings
 from dispatcher.watching import live
 
 S, M = CampaignStatus, MessageStatus
@@ -209,26 +210,8 @@ def read_database(engine: Engine) -> DatabaseFigures:
         ).all()
         campaigns = sorted(campaigns, key=lambda row: (_ORDER.index(row.status), row.id))
         campaigns = campaigns[:MAX_CAMPAIGNS]
-        with_messages = [row.id for row in campaigns if row.status in (S.SENDING, S.PAUSED)]
-        counts: dict[int, dict[str, int]] = {row.id: {} for row in campaigns}
-        if with_messages:
-            for campaign_id, status, count in connection.execute(
-                select(_message.c.campaign_id, _message.c.status, func.count())
-                .where(_message.c.campaign_id.in_(with_messages))
-                .group_by(_message.c.campaign_id, _message.c.status)
-            ):
-                counts[campaign_id][status] = count
-        doubts: dict[int, int] = dict(
-            connection.execute(
-                select(_message.c.campaign_id, func.count())
-                .where(
-                    _message.c.campaign_id.in_(select(_campaign.c.id)),
-                    _message.c.status == M.UNKNOWN,
-                    _message.c.doubt.is_not(None),
-                )
-                .group_by(_message.c.campaign_id)
-            ).all()
-        )
+        counts = _counts(connection, campaigns)
+        doubts = _doubts(connection)
     lanes = dict.fromkeys(LANES, 0)
     views = []
     for row in campaigns:
@@ -244,53 +227,48 @@ def read_database(engine: Engine) -> DatabaseFigures:
             in_doubt=doubts.get(row.id, 0),
         )
         if row.status == S.SENDING:
-            lanes[row.priority if row.priority in LANES else "normal"] += view.counts.get(
-                M.QUEUED, 0
-            )
+            lane = row.priority if row.priority in LANES else "normal"
+            lanes[lane] += view.counts.get(M.QUEUED, 0)
         views.append(view)
     return DatabaseFigures(time.time(), views, lanes, sum(doubts.values()))
+
+
+def _counts(connection: Connection, campaigns: Sequence[Row[Any]]) -> dict[int, dict[str, int]]:
+    """Messages by status of each campaign (only sending and paused ones have messages)."""
+    counts: dict[int, dict[str, int]] = {row.id: {} for row in campaigns}
+    with_messages = [row.id for row in campaigns if row.status in (S.SENDING, S.PAUSED)]
+    if with_messages:
+        for campaign_id, status, count in connection.execute(
+            select(_message.c.campaign_id, _message.c.status, func.count())
+            .where(_message.c.campaign_id.in_(with_messages))
+            .group_by(_message.c.campaign_id, _message.c.status)
+        ):
+            counts[campaign_id][status] = count
+    return counts
+
+
+def _doubts(connection: Connection) -> dict[int, int]:
+    """Messages ended `unknown` for a doubt, by campaign, all campaigns (index per campaign)."""
+    rows = connection.execute(
+        select(_message.c.campaign_id, func.count())
+        .where(
+            _message.c.campaign_id.in_(select(_campaign.c.id)),
+            _message.c.status == M.UNKNOWN,
+            _message.c.doubt.is_not(None),
+        )
+        .group_by(_message.c.campaign_id)
+    ).all()
+    return {int(campaign_id): int(count) for campaign_id, count in rows}
 
 
 def read_redis(redis: Redis, settings: Settings, now: float | None = None) -> RedisFigures:
     """Accounts and binds as the workers published them, with their session leases."""
     now = time.time() if now is None else now
-    namespace = settings.queue_name
-    figures = live.read(redis, namespace, now=now)
+    figures = live.read(redis, settings.queue_name, now=now)
     until = int(now)
-    since = until - RATE_SECONDS
-    accounts = []
-    for account in settings.binds:
-        keys = [session_key(namespace, account.name, slot) for slot in range(account.max_sessions)]
-        holders = cast(list[bytes | None], redis.mget(keys))
-        binds = []
-        for slot, holder in enumerate(holders):
-            name = f"{account.name}#{slot}"
-            state = figures.binds.get(name)
-            binds.append(
-                BindView(
-                    name=name,
-                    holder=holder.decode() if isinstance(holder, bytes) else holder,
-                    state=state.state if state else ("silent" if holder else "not held"),
-                    window_in_use=state.window_in_use if state else 0,
-                    window=state.window if state else account.window,
-                    rate=figures.total(live.ACCEPTED, since=since, until=until, bind=name)
-                    / RATE_SECONDS,
-                    answers=figures.by_code([name], since=until - 60, until=until),
-                )
-            )
-        mine = [bind.name for bind in binds]
-        accepted = sum(figures.total(live.ACCEPTED, since=since, until=until, bind=b) for b in mine)
-        received = sum(figures.total(live.RECEIVED, since=since, until=until, bind=b) for b in mine)
-        accounts.append(
-            AccountView(
-                name=account.name,
-                contracted=account.rate,
-                achieved=accepted / RATE_SECONDS,
-                binds=binds,
-                answers=figures.by_code(mine, since=until - 60, until=until),
-                receipts=received / RATE_SECONDS,
-            )
-        )
+    accounts = [
+        _account(redis, settings.queue_name, account, figures, until) for account in settings.binds
+    ]
     chart = [
         (
             second,
@@ -305,4 +283,39 @@ def read_redis(redis: Redis, settings: Settings, now: float | None = None) -> Re
         unmatched=sum(worker.unmatched for worker in figures.workers),
         abandoned=sum(worker.abandoned for worker in figures.workers),
         chart=chart,
+    )
+
+
+def _account(
+    redis: Redis, namespace: str, account: AccountSettings, figures: live.Live, until: int
+) -> AccountView:
+    """One account: each session slot's holder and bind, the account's rates and answers."""
+    since, minute = until - RATE_SECONDS, until - 60
+    keys = [session_key(namespace, account.name, slot) for slot in range(account.max_sessions)]
+    holders = cast(list[bytes | None], redis.mget(keys))
+    binds = []
+    for slot, holder in enumerate(holders):
+        name = f"{account.name}#{slot}"
+        state = figures.binds.get(name)
+        accepted = figures.total(live.ACCEPTED, since=since, until=until, bind=name)
+        binds.append(
+            BindView(
+                name=name,
+                holder=holder.decode() if isinstance(holder, bytes) else holder,
+                state=state.state if state else ("silent" if holder else "not held"),
+                window_in_use=state.window_in_use if state else 0,
+                window=state.window if state else account.window,
+                rate=accepted / RATE_SECONDS,
+                answers=figures.by_code([name], since=minute, until=until),
+            )
+        )
+    mine = [bind.name for bind in binds]
+    received = sum(figures.total(live.RECEIVED, since=since, until=until, bind=b) for b in mine)
+    return AccountView(
+        name=account.name,
+        contracted=account.rate,
+        achieved=sum(bind.rate for bind in binds),
+        binds=binds,
+        answers=figures.by_code(mine, since=minute, until=until),
+        receipts=received / RATE_SECONDS,
     )
