@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from redis import Redis
-from sqlalchemy import Connection, Engine, Row, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from campaigns.models import Authority, Campaign, CampaignStatus, Message, MessageStatus, Mode
 from dispatcher.api.errors import summary
@@ -233,7 +233,7 @@ def read_database(engine: Engine) -> DatabaseFigures:
     return DatabaseFigures(time.time(), views, lanes, sum(doubts.values()))
 
 
-def _counts(connection: Connection, campaigns: Sequence[Row[Any]]) -> dict[int, dict[str, int]]:
+def _counts(connection: Connection, campaigns: Sequence[Any]) -> dict[int, dict[str, int]]:
     """Messages by status of each campaign (only sending and paused ones have messages)."""
     counts: dict[int, dict[str, int]] = {row.id: {} for row in campaigns}
     with_messages = [row.id for row in campaigns if row.status in (S.SENDING, S.PAUSED)]
