@@ -181,6 +181,9 @@ def bench(
     var_dir: Annotated[Path, typer.Option(help="Working directory, emptied first")] = Path(
         "var/bench"
     ),
+    metrics: Annotated[
+        bool, typer.Option(help="Workers record latencies and publish live figures")
+    ] = True,
 ) -> None:
     """Benchmark one campaign end to end against the simulator."""
     from dispatcher import bench as benchmark
@@ -188,7 +191,25 @@ def bench(
     console = Console()
     _fresh(var_dir)
     count = subscribers or (int(rate * 40) if rate else 200_000)
-    benchmark.report(benchmark.run(count, var_dir, window, workers, console, rate), console)
+    figures = benchmark.run(count, var_dir, window, workers, console, rate, metrics)
+    benchmark.report(figures, console)
+
+
+@app.command()
+def status(
+    once: Annotated[bool, typer.Option("--once", help="Print one snapshot and exit")] = False,
+    interval: Annotated[
+        float,
+        typer.Option(
+            min=0.2, help="Seconds between refreshes (and over which --once measures rates)"
+        ),
+    ] = 1.0,
+) -> None:
+    """Show the SMSC binds, queues and campaigns live, as the operator page does."""
+    from dispatcher.watching.feed import watcher_for
+    from dispatcher.watching.terminal import show
+
+    show(watcher_for(get_settings()), Console(), once=once, interval=interval)
 
 
 @app.command()

@@ -102,6 +102,16 @@ class Settings(BaseSettings):
     max_parts: int = Field(default=6, ge=1, le=255, description="SMS parts one message may take")
     exercise_marker: str = "[DIỄN TẬP] "
     default_validity_hours: float = Field(default=24, gt=0)
+    metrics_enabled: bool = Field(default=True, description="record latencies and publish figures")
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="a worker's /metrics port; unset: none"
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="where a worker's /metrics listens")
+    metrics_networks: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="who may read /metrics without an operator token (CIDR)",
+    )
+    ops_session_hours: float = Field(default=8, gt=0, description="operator page sign-in lifetime")
 
     @property
     def policy(self) -> Policy:

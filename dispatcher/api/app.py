@@ -14,6 +14,8 @@ from dispatcher import embedded_redis, queue
 from dispatcher.api import access_log, admin, areas, audit, campaigns, errors, recipients
 from dispatcher.db import get_engine
 from dispatcher.settings import Settings, get_settings
+from dispatcher.watching import page, signin
+from dispatcher.watching.feed import SnapshotFeed
 
 log = logging.getLogger("dispatcher.api")
 
@@ -108,10 +110,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Keep a queue pool for the life of the app; it connects when first needed."""
     app.state.queue = open_queue(get_settings())
     app.state.database_check = DatabaseCheck(HEALTH_TIMEOUT)
+    app.state.snapshot_feed = SnapshotFeed(get_settings())
+    app.state.ops_sessions = signin.Sessions(get_engine())
     try:
         yield
     finally:
         await app.state.queue.aclose()
+        app.state.snapshot_feed.close()
 
 
 def create_app() -> FastAPI:
@@ -125,6 +130,8 @@ def create_app() -> FastAPI:
     app.include_router(admin.router)
     app.include_router(recipients.opt_out_router)
     app.include_router(recipients.list_router)
+    app.include_router(page.router)
+    app.mount("/ops/static", page.static, name="ops-static")
 
     @app.get("/health", tags=["health"], response_model=None)
     async def health(request: Request) -> dict[str, str] | JSONResponse:

@@ -24,7 +24,7 @@ import smpplib.consts
 import smpplib.exceptions
 
 from campaigns.numbers import mask
-from dispatcher.sending import receipts
+from dispatcher.sending import metrics, receipts
 from dispatcher.sending.accounts import Pacer
 from dispatcher.sending.answers import (
     BIND_REFUSALS,
@@ -86,6 +86,7 @@ class BindSession(threading.Thread):
         )
         self.counters: Counter[str] = Counter()  # for watching: submits by status, throttles…
         self.state = "down"
+        self._observe_latency = metrics.submit_latency(account.name)
         self._pacer = pacer
         self._on_answers = on_answers
         self._on_receipt = on_receipt
@@ -154,6 +155,11 @@ class BindSession(threading.Thread):
     def held(self) -> int:
         """Messages in this bind's hands, written or not."""
         return self._received - self._released
+
+    @property
+    def window_in_use(self) -> int:
+        """submit_sm written and not yet answered."""
+        return len(self._inflight)
 
     @property
     def is_up(self) -> bool:
@@ -450,7 +456,8 @@ class BindSession(threading.Thread):
         if entry is None:
             log.warning("bind %s: answer to unknown sequence %d", self.name_, sequence)
             return
-        submission, part_no, _ = entry
+        submission, part_no, sent_at = entry
+        self._observe_latency(time.monotonic() - sent_at)
         action = self.answers.action(status)
         recorded = status if nack_status is None else nack_status
         self.counters[f"status:{status_name(status)}"] += 1
@@ -532,6 +539,7 @@ class BindSession(threading.Thread):
         if receipt is None:
             link.reply(pdu.sequence, "deliver_sm_resp")
         else:
+            self.counters[f"receipt:{receipt.status or 'intermediate'}"] += 1
             self._on_receipt(receipt, partial(self.acknowledge, self._connection, pdu.sequence))
 
     def _send_acks(self, link: Link) -> None:

@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 
 from campaigns.models import Message, MessagePart, MessageStatus, PendingReceipt, utcnow
+from dispatcher.sending import metrics
 from dispatcher.sending.receipts import Receipt
 from dispatcher.sending.settle import set_message_final, settle_messages
 from dispatcher.sending.smsc_ids import AccountIds, IdBase
@@ -76,6 +77,7 @@ class Found:
     part_no: int
     status: str
     parts: int
+    submitted_at: datetime | None
 
 
 @dataclass
@@ -85,6 +87,7 @@ class Outcome:
     applied: int = 0
     repeated: int = 0
     held: list[tuple[Receipt, str]] = field(default_factory=list)  # (receipt, reason)
+    submitted: list[datetime | None] = field(default_factory=list)  # of messages now final
 
 
 @dataclass
@@ -97,6 +100,8 @@ class ReceiptMatcher:
     unmatched_ttl: float = 3600.0
     applied: int = 0
     repeated: int = 0
+    waiting: int = 0  # receipts stored without a match, as last seen (all workers')
+    abandoned: int = 0  # receipts given up on, as last seen
     _unstored: list[tuple[Receipt, Ack]] = field(default_factory=list)
 
     def ids(self, account: str) -> AccountIds:
@@ -125,6 +130,7 @@ class ReceiptMatcher:
             with self.engine.begin() as connection:
                 outcome = self._match(connection, [r for r, _ in chunk])
                 _hold(connection, outcome.held)
+            metrics.delivered(utcnow(), outcome.submitted)
             del self._unstored[: len(chunk)]
             acks += [ack for _, ack in chunk]
         return acks
@@ -138,7 +144,9 @@ class ReceiptMatcher:
                 .order_by(_pending.c.id)
                 .limit(limit)
             ).all()
+            self.abandoned = _count_expired(connection)
             if not rows:
+                self.waiting = 0
                 return 0
             by_id = {
                 row.id: Receipt(
@@ -153,6 +161,8 @@ class ReceiptMatcher:
                 connection.execute(
                     delete(_pending).where(_pending.c.id.in_(done[start : start + _CHUNK]))
                 )
+        self.waiting = len(rows) - len(done)
+        metrics.delivered(utcnow(), outcome.submitted)
         return len(done)
 
     def _match(self, connection: Connection, receipts: list[Receipt]) -> Outcome:
@@ -183,6 +193,7 @@ class ReceiptMatcher:
                         )
                     else:
                         finals.append((open_parts[0], receipt))
+                        outcome.submitted.append(open_parts[0].submitted_at)
                     outcome.applied += 1
                 elif len(open_parts) > 1:
                     outcome.held.append((receipt, AMBIGUOUS))
@@ -245,12 +256,13 @@ def _parts(connection: Connection, account: str, keys: list[str]) -> dict[str, l
                 _part.c.status,
                 _part.c.smsc_key,
                 _message.c.parts,
+                _message.c.submitted_at,
             )
             .join(_message, _message.c.id == _part.c.message_id)
             .where(_part.c.account == account, _part.c.smsc_key.in_(keys[start : start + _CHUNK]))
         ).all()
-        for part_id, message_id, part_no, status, key, parts in rows:
-            found[key].append(Found(part_id, message_id, part_no, status, parts))
+        for part_id, message_id, part_no, status, key, parts, submitted_at in rows:
+            found[key].append(Found(part_id, message_id, part_no, status, parts, submitted_at))
     return found
 
 
@@ -284,6 +296,14 @@ def _hold(connection: Connection, held: list[tuple[Receipt, str]]) -> None:
             }
             for receipt, reason in held
         ],
+    )
+
+
+def _count_expired(connection: Connection) -> int:
+    return int(
+        connection.execute(
+            select(func.count()).select_from(_pending).where(_pending.c.expired.is_(True))
+        ).scalar_one()
     )
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from campaigns import audit
 from dispatcher import queue as jobs
 from dispatcher.db import session_scope
-from dispatcher.sending import claims, wirelog, workers
+from dispatcher.sending import claims, metrics, wirelog, workers
 from dispatcher.sending.accounts import LeaderLock, Pacer, SessionSlots, SharedRate, rate_key
 from dispatcher.sending.bind import Ack, BindSession
 from dispatcher.sending.feeder import Feeder, Sending
@@ -35,6 +35,8 @@ from dispatcher.sending.receipts import Receipt
 from dispatcher.sending.smsc_ids import AccountIds
 from dispatcher.sending.submissions import Answer, Outcome
 from dispatcher.settings import AccountSettings, ReceiptsPer, Settings
+from dispatcher.watching.exposition import serve_worker_metrics
+from dispatcher.watching.publisher import Publisher
 
 log = logging.getLogger("dispatcher.worker")
 
@@ -102,6 +104,13 @@ class WorkerProcess:
             ConnectionPool.from_url(url, **timeouts), default_queue_name=settings.queue_name
         )
         self.keeper = Housekeeper(engine, settings, self.redis)
+        self.publisher = Publisher(
+            redis=self.pool,
+            namespace=self.namespace,
+            binds=lambda: [session.bind for session in self.sessions.values()],
+            matcher=self._matcher,
+            worker_id=lambda: self.worker_id,
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- the process ---------------------------------------------------------------------
@@ -113,6 +122,8 @@ class WorkerProcess:
             self._loop.add_signal_handler(signum, self.stopping.set)
         self.worker_id = await self._retry("register", lambda: workers.register(self.engine))
         log.info("worker %d started", self.worker_id)
+        if self.settings.metrics_enabled and self.settings.metrics_port:
+            serve_worker_metrics(self.settings)
         try:
             wirelog.start(self.redis, self.namespace, self.worker_id)
         except redis.RedisError:
@@ -131,6 +142,8 @@ class WorkerProcess:
                 self.pool,
             ),
         ]
+        if self.settings.metrics_enabled:
+            background.append(self.publisher.run())
         loops = [asyncio.create_task(self._guard(c)) for c in background]
         writer = asyncio.create_task(self._guard(self._store_answers()))
         holders = [
@@ -420,4 +433,5 @@ class WorkerProcess:
 
 def run_worker(settings: Settings, engine: Engine) -> int:
     """Run a worker process until it is told to stop; its exit code."""
+    metrics.enable(settings.metrics_enabled)
     return asyncio.run(WorkerProcess(settings, engine).run())
