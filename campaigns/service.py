@@ -209,6 +209,7 @@ def approve(
         public_key=authority.public_key,
         campaign_id=campaign.id,
         digest=content_hash,
+        approver=actor.username,
         signature=signature,
     ):
         raise PermissionDenied("the approval needs a valid signature by the authority's key")

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     max_parts: int = Field(default=6, ge=1, le=255, description="SMS parts one message may take")
     exercise_marker: str = "[DIỄN TẬP] "
     default_validity_hours: float = Field(default=24, gt=0)
+    auth_failures_per_minute: int = Field(
+        default=20, ge=1, description="failed authentications per client address and minute"
+    )
 
     @property
     def policy(self) -> Policy:

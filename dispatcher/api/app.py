@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from dispatcher import embedded_redis, queue
 from dispatcher.api import access_log, admin, areas, audit, campaigns, errors, recipients
+from dispatcher.api.auth_failures import FailedAuth
 from dispatcher.db import get_engine
 from dispatcher.settings import Settings, get_settings
 
@@ -108,6 +109,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Keep a queue pool for the life of the app; it connects when first needed."""
     app.state.queue = open_queue(get_settings())
     app.state.database_check = DatabaseCheck(HEALTH_TIMEOUT)
+    app.state.auth_failures = FailedAuth(get_settings().auth_failures_per_minute)
     try:
         yield
     finally:
