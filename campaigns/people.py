@@ -103,6 +103,9 @@ def update_authority(
     *, session: Session, authority: Authority, changes: AuthorityChanges, actor: Actor | None
 ) -> Authority:
     """Apply `changes` to `authority`; audit what actually changed, from what to what."""
+    if actor is not None:
+        fields = set(changes.model_fields_set)
+        custody.require_may_change(actor, authority_id=authority.id, fields=fields)
     checked = _checked_changes(session, changes)
     before = _described(authority)
     diff = {
@@ -110,8 +113,6 @@ def update_authority(
         for field, value in checked.items()
         if before[field] != value
     }
-    if actor is not None:
-        custody.require_may_change(actor, authority_id=authority.id, fields=set(checked))
     if not diff:
         return authority
     for field, value in checked.items():
