@@ -48,16 +48,24 @@ _COUNT = text(f"SELECT COUNT(*) FROM ({_RECIPIENTS}) r").bindparams(
 
 
 def _parameters(session: Session, campaign: Campaign) -> dict[str, object]:
-    authority = session.get(Authority, campaign.authority_id)
-    assert authority is not None
-    listed = campaign.recipient_list_id is not None
     return {
         # An empty IN list is not valid SQL everywhere: a code no unit has stands in for it.
         "area_codes": areas.resolve(session, campaign.target_areas) or ["-"],
         "list_id": campaign.recipient_list_id or -1,
         "urgent": campaign.priority == Priority.URGENT,
+        **_list_rules(session, campaign),
+    }
+
+
+def _list_rules(session: Session, campaign: Campaign) -> dict[str, object]:
+    """Where a list's numbers must be registered, unless the authority may go beyond."""
+    if campaign.recipient_list_id is None:
+        return {"off_registry": False, "allowed_codes": ["-"]}
+    authority = session.get(Authority, campaign.authority_id)
+    assert authority is not None
+    return {
         "off_registry": authority.off_registry_lists,
-        "allowed_codes": (areas.resolve(session, authority.areas) if listed else []) or ["-"],
+        "allowed_codes": areas.resolve(session, authority.areas) or ["-"],
     }
 
 
