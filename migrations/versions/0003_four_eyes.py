@@ -1,6 +1,11 @@
 """four eyes under concurrency: approved hash, one message per number, token expiry and use,
 authorities granted off-registry lists
 
+Campaigns already approved keep sending: their approved hash is their content hash. The unique
+(campaign_id, msisdn) cannot be added to a database that already holds a number twice in one
+campaign (the race this revision closes); find such rows with
+`SELECT campaign_id, msisdn FROM message GROUP BY campaign_id, msisdn HAVING COUNT(*) > 1`.
+
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-04 15:00:00
@@ -23,6 +28,10 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("approved_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True)
         )
+    op.execute(
+        "UPDATE campaign SET approved_hash = content_hash "
+        "WHERE status IN ('approved', 'scheduled', 'sending', 'paused')"
+    )
     with op.batch_alter_table("message", schema=None) as batch_op:
         batch_op.create_unique_constraint(op.f("uq_message_campaign_id"), ["campaign_id", "msisdn"])
     with op.batch_alter_table("api_token", schema=None) as batch_op:
