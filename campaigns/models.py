@@ -266,7 +266,7 @@ class Message(SQLModel, table=True):
         # A dead worker's claims.
         sa.Index("ix_message_claimed_by_status", "claimed_by", "status"),
         # The last line of defence against a second copy: one message per number per campaign.
-        sa.UniqueConstraint("campaign_id", "msisdn"),
+        sa.Index("uq_message_campaign_msisdn", "campaign_id", "msisdn", unique=True),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))

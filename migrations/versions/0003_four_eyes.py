@@ -23,33 +23,31 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Plain ADD COLUMN and CREATE INDEX, which SQLite does in place: a batch operation would copy
+# and drop tables that others refer to, which SQLite's foreign keys refuse once there is data.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("campaign", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("approved_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True)
-        )
+    op.add_column(
+        "campaign",
+        sa.Column("approved_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    )
     op.execute(
         "UPDATE campaign SET approved_hash = content_hash "
         "WHERE status IN ('approved', 'scheduled', 'sending', 'paused')"
     )
-    with op.batch_alter_table("message", schema=None) as batch_op:
-        batch_op.create_unique_constraint(op.f("uq_message_campaign_id"), ["campaign_id", "msisdn"])
-    with op.batch_alter_table("api_token", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True))
-    with op.batch_alter_table("authority", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("off_registry_lists", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+    op.create_index("uq_message_campaign_msisdn", "message", ["campaign_id", "msisdn"], unique=True)
+    op.add_column("api_token", sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("api_token", sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column(
+        "authority",
+        sa.Column("off_registry_lists", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("authority", schema=None) as batch_op:
-        batch_op.drop_column("off_registry_lists")
-    with op.batch_alter_table("api_token", schema=None) as batch_op:
-        batch_op.drop_column("last_used_at")
-        batch_op.drop_column("expires_at")
-    with op.batch_alter_table("message", schema=None) as batch_op:
-        batch_op.drop_constraint(op.f("uq_message_campaign_id"), type_="unique")
-    with op.batch_alter_table("campaign", schema=None) as batch_op:
-        batch_op.drop_column("approved_hash")
+    op.drop_column("authority", "off_registry_lists")  # SQLite 3.35 or later drops in place
+    op.drop_column("api_token", "last_used_at")
+    op.drop_column("api_token", "expires_at")
+    op.drop_index("uq_message_campaign_msisdn", table_name="message")
+    op.drop_column("campaign", "approved_hash")
