@@ -265,3 +265,16 @@ def test_an_approval_racing_an_edit_never_approves_the_edited_text(
         ).all()
     assert campaign.content_hash not in hashes
     assert _messages(engine, campaign_id) == {}
+
+
+def test_two_expansions_at_once_queue_each_number_once(engine_world: Engine) -> None:
+    engine = engine_world
+    campaign_id, generation = _approved(engine)
+    first, second = _race(
+        lambda: _expand(engine, campaign_id, generation),
+        lambda: _expand(engine, campaign_id, generation),
+        0.0,
+    )
+    assert sorted([first, second]) == [0, SUBSCRIBERS]
+    assert _messages(engine, campaign_id) == {"queued": SUBSCRIBERS}
+    assert _campaign(engine, campaign_id).status == S.SENDING
