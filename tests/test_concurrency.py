@@ -278,3 +278,24 @@ def test_two_expansions_at_once_queue_each_number_once(engine_world: Engine) -> 
     assert sorted([first, second]) == [0, SUBSCRIBERS]
     assert _messages(engine, campaign_id) == {"queued": SUBSCRIBERS}
     assert _campaign(engine, campaign_id).status == S.SENDING
+
+
+def test_the_workers_send_nothing_of_a_row_changed_behind_the_approval(
+    engine_world: Engine,
+) -> None:
+    engine = engine_world
+    campaign_id, generation = _approved(engine)
+    assert _expand(engine, campaign_id, generation) == SUBSCRIBERS
+    sending = Sending(engine)
+    sending.refresh()
+    assert [c.id for c in sending.candidates()] == [campaign_id]
+    # A write that bypasses the lifecycle (a script, a bad migration): the text is not approved.
+    with engine.begin() as connection:
+        connection.execute(
+            Campaign.__table__.update()  # type: ignore[attr-defined]
+            .where(Campaign.__table__.c.id == campaign_id)  # type: ignore[attr-defined]
+            .values(text=EDITED_TEXT)
+        )
+    fresh = Sending(engine)
+    fresh.refresh()
+    assert list(fresh.candidates()) == []

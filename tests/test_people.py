@@ -453,6 +453,11 @@ def test_the_commands_create_an_authority_and_a_user_and_revoke_the_token(
         assert authority.test_numbers == ["+84912345678"]
     assert "an  submitter  STTTT-GL  tokens=1" in _run(cli, "users list")
 
+    # The command line has an operator admin's rights: not the authority's own.
+    assert "authority_admin" in _run(cli, "users token an", code=1)
+    assert "public_key" in _run(
+        cli, f"authorities update STTTT-GL --public-key-file {tmp_path / 'key.pub'}", code=1
+    )
     _run(cli, "users revoke an")
     with Session(seeded) as session:
         assert tokens.user_by_token(session=session, token=token) is None
