@@ -48,6 +48,7 @@ class Role(StrEnum):
     OPERATOR = "operator"
     AUDITOR = "auditor"
     ADMIN = "admin"
+    AUTHORITY_ADMIN = "authority_admin"  # manages its authority's people, tokens and key
 
 
 class CampaignStatus(StrEnum):
@@ -102,6 +103,8 @@ class Authority(SQLModel, table=True):
     approvals_urgent: int = 1
     test_numbers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     public_key: str | None = Field(default=None, max_length=100)  # Ed25519, base64
+    # Recipient lists may hold numbers outside the registry and the authority's areas.
+    off_registry_lists: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
 
 
@@ -124,6 +127,8 @@ class ApiToken(SQLModel, table=True):
     token_hash: str = Field(max_length=64, unique=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=UtcDateTime)  # to the minute
 
 
 class Area(SQLModel, table=True):
@@ -225,7 +230,9 @@ class Campaign(CampaignBase, table=True):
     content_hash: str = Field(default="", max_length=64)
     created_by_id: int = Field(foreign_key="app_user.id")
     reject_reason: str | None = Field(default=None, max_length=1000)
-    generation: int = 0  # bumped on resume, so send jobs can be queued again
+    generation: int = 0  # bumped by every edit after submission and by resume
+    # The content hash the approvals made it approved at; nothing else is ever sent.
+    approved_hash: str | None = Field(default=None, max_length=64)
     batches: int = 0
     recipients: int = 0
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
@@ -258,6 +265,8 @@ class Message(SQLModel, table=True):
         sa.Index("ix_message_status_submitted_at", "status", "submitted_at"),
         # A dead worker's claims.
         sa.Index("ix_message_claimed_by_status", "claimed_by", "status"),
+        # The last line of defence against a second copy: one message per number per campaign.
+        sa.Index("uq_message_campaign_msisdn", "campaign_id", "msisdn", unique=True),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
@@ -296,7 +305,7 @@ class MessagePart(SQLModel, table=True):
         # Receipts are matched on the id's key within the account that handed it out.
         sa.Index("ix_message_part_account_key", "account", "smsc_key"),
         # An answer stored again (a commit whose acknowledgement was lost) adds nothing.
-        sa.UniqueConstraint("message_id", "part_no", "smsc_message_id", name="uq_message_part_id"),
+        sa.Index("uq_message_part_id", "message_id", "part_no", "smsc_message_id", unique=True),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))

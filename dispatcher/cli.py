@@ -128,7 +128,10 @@ def demo(
         )
         database_url = stack.settings.effective_database_url
         seeded = flow.seed(database_url, subscribers)
-        console.print(f"Seeded 1 authority, 2 users and {subscribers:,} subscribers in Gia Lai")
+        console.print(
+            "Seeded 1 authority (its admin, a submitter, an approver) and "
+            f"{subscribers:,} subscribers in Gia Lai"
+        )
         with httpx.Client(base_url=stack.api_url, timeout=30) as client:
             campaign_id = flow.run_campaign(client, seeded)
             console.print(f"Campaign {campaign_id} created, submitted and approved via the API")

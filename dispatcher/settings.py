@@ -112,6 +112,9 @@ class Settings(BaseSettings):
         description="who may read /metrics without an operator token (CIDR)",
     )
     ops_session_hours: float = Field(default=8, gt=0, description="operator page sign-in lifetime")
+    auth_failures_per_minute: int = Field(
+        default=20, ge=1, description="failed authentications per client address and minute"
+    )
 
     @property
     def policy(self) -> Policy:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from dispatcher import embedded_redis, queue
 from dispatcher.api import access_log, admin, areas, audit, campaigns, errors, recipients
+from dispatcher.api.auth_failures import FailedAuth
 from dispatcher.db import get_engine
 from dispatcher.settings import Settings, get_settings
 from dispatcher.watching import page, signin
@@ -112,6 +113,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.database_check = DatabaseCheck(HEALTH_TIMEOUT)
     app.state.snapshot_feed = SnapshotFeed(get_settings())
     app.state.ops_sessions = signin.Sessions(get_engine())
+    app.state.auth_failures = FailedAuth(get_settings().auth_failures_per_minute)
     try:
         yield
     finally:

@@ -41,6 +41,14 @@ class Unauthorized(Exception):
     """No valid token came with the request."""
 
 
+class TooManyFailures(Exception):
+    """The client address failed to authenticate too often: it must wait `retry_after` s."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed attempts to authenticate; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
 STATUS_BY_ERROR: dict[type[CampaignError], int] = {
     NotFound: 404,
     PermissionDenied: 403,
@@ -148,6 +156,14 @@ def install(app: FastAPI) -> None:
             error_body("unauthorized", str(exc)),
             status_code=401,
             headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    @app.exception_handler(TooManyFailures)
+    async def too_many_failures(_: Request, exc: TooManyFailures) -> JSONResponse:
+        return JSONResponse(
+            error_body("too_many_failures", str(exc)),
+            status_code=429,
+            headers={"Retry-After": str(exc.retry_after)},
         )
 
     @app.exception_handler(RequestValidationError)

@@ -26,7 +26,7 @@ from sqlmodel import Session
 from campaigns import service
 from campaigns.errors import CampaignError
 from campaigns.models import Campaign, User
-from campaigns.people import user_by_token
+from campaigns.tokens import user_by_token
 from dispatcher import queue
 from dispatcher.api import errors
 from dispatcher.db import get_engine

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from campaigns import tokens
 from campaigns.errors import PermissionDenied
-from campaigns.models import ApiToken, Role, User
-from campaigns.people import hash_token
+from campaigns.models import ApiToken, Role, User, utcnow
+from campaigns.tokens import hash_token
 
 COOKIE = "dispatcher_ops"
 ROLES = (Role.OPERATOR, Role.ADMIN)
@@ -59,9 +60,13 @@ def sign_in(*, session: Session, token: str, hours: float) -> str:
     if found is None:
         raise PermissionDenied("that token is not valid")
     stored, user = found
+    if tokens.expiry(stored) <= utcnow():
+        raise PermissionDenied("that token has expired")
     if user.role not in ROLES:
         raise PermissionDenied("the operator page is for operators and admins")
-    payload = f"{stored.id}.{int(time.time() + hours * 3600)}"
+    # The session ends no later than the token it was opened with.
+    ends = min(time.time() + hours * 3600, tokens.expiry(stored).timestamp())
+    payload = f"{stored.id}.{int(ends)}"
     return f"{payload}.{_mac(stored.token_hash, payload)}"
 
 

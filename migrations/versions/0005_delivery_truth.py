@@ -1,7 +1,7 @@
 """delivery truth: ids compared per account on a key, receipts stored before they match, late ones
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-04 15:00:00
 """
 
@@ -12,53 +12,50 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
+# Plain ADD COLUMN and CREATE INDEX, which SQLite does in place (a batch copy of `message`
+# would drop a table that others refer to).
 def upgrade() -> None:
-    with op.batch_alter_table("message_part", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "account",
-                sqlmodel.sql.sqltypes.AutoString(length=32),
-                nullable=False,
-                server_default="",
-            )
-        )
-        batch_op.add_column(
-            sa.Column(
-                "smsc_key",
-                sqlmodel.sql.sqltypes.AutoString(length=64),
-                nullable=False,
-                server_default="",
-            )
-        )
-        batch_op.add_column(sa.Column("network_error", sa.Integer(), nullable=True))
-        batch_op.add_column(
-            sa.Column("receipt_state", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True)
-        )
-        batch_op.create_index("ix_message_part_account_key", ["account", "smsc_key"], unique=False)
-        batch_op.create_unique_constraint(
-            "uq_message_part_id", ["message_id", "part_no", "smsc_message_id"]
-        )
-    with op.batch_alter_table("message", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("late_receipt", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+    text = sqlmodel.sql.sqltypes.AutoString
+    op.add_column(
+        "message_part",
+        sa.Column("account", text(length=32), nullable=False, server_default=""),
+    )
+    op.add_column(
+        "message_part",
+        sa.Column("smsc_key", text(length=64), nullable=False, server_default=""),
+    )
+    op.add_column("message_part", sa.Column("network_error", sa.Integer(), nullable=True))
+    op.add_column("message_part", sa.Column("receipt_state", text(length=16), nullable=True))
+    # Parts stored before this revision: their ids become keys of the unnamed account.
+    op.execute("UPDATE message_part SET smsc_key = LOWER(smsc_message_id)")
+    op.create_index("ix_message_part_account_key", "message_part", ["account", "smsc_key"])
+    op.create_index(
+        "uq_message_part_id",
+        "message_part",
+        ["message_id", "part_no", "smsc_message_id"],
+        unique=True,
+    )
+    op.add_column(
+        "message",
+        sa.Column("late_receipt", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
     op.create_table(
         "pending_receipt",
         sa.Column("id", BigId, nullable=False),
-        sa.Column("account", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-        sa.Column("smsc_message_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("state", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("account", text(length=32), nullable=False),
+        sa.Column("smsc_message_id", text(length=64), nullable=False),
+        sa.Column("state", text(length=16), nullable=False),
         sa.Column("error_code", sa.Integer(), nullable=True),
         sa.Column("network_error", sa.Integer(), nullable=True),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("reason", text(length=16), nullable=False),
         sa.Column("expired", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pending_receipt")),
     )
@@ -70,12 +67,10 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_pending_receipt_expired_id", table_name="pending_receipt")
     op.drop_table("pending_receipt")
-    with op.batch_alter_table("message", schema=None) as batch_op:
-        batch_op.drop_column("late_receipt")
-    with op.batch_alter_table("message_part", schema=None) as batch_op:
-        batch_op.drop_constraint("uq_message_part_id", type_="unique")
-        batch_op.drop_index("ix_message_part_account_key")
-        batch_op.drop_column("receipt_state")
-        batch_op.drop_column("network_error")
-        batch_op.drop_column("smsc_key")
-        batch_op.drop_column("account")
+    op.drop_column("message", "late_receipt")  # SQLite 3.35 or later drops in place
+    op.drop_index("uq_message_part_id", table_name="message_part")
+    op.drop_index("ix_message_part_account_key", table_name="message_part")
+    op.drop_column("message_part", "receipt_state")
+    op.drop_column("message_part", "network_error")
+    op.drop_column("message_part", "smsc_key")
+    op.drop_column("message_part", "account")
