@@ -59,7 +59,11 @@ def sending_campaign(client: TestClient, people: world.World, engine: Engine, **
         assert campaign is not None
         settings = get_settings()
         execution.start_sending(
-            session=session, campaign=campaign, batch_size=100, policy=settings.policy
+            session=session,
+            campaign=campaign,
+            generation=campaign.generation,
+            batch_size=100,
+            policy=settings.policy,
         )
     return campaign_id
 

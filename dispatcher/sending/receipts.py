@@ -123,9 +123,11 @@ def _decode(value: bytes | str | None) -> str:
 
 
 def _error_code(value: str) -> int | None:
+    if not value.isascii() or len(value) > 10:
+        return None  # "²" is a digit to isdigit(), and a huge number is no error code
     if value.isdigit():
         return int(value)
-    if value and all(c in "0123456789abcdefABCDEF" for c in value) and len(value) <= 8:
+    if all(c in "0123456789abcdefABCDEF" for c in value):
         return int(value, 16)
     return None
 
