@@ -3,13 +3,14 @@
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from campaigns import people
 from campaigns.errors import PermissionDenied
 from campaigns.models import Authority, Role, User
 from campaigns.people import AuthorityChanges
+from dispatcher.api.bounds import MAX_PAGE, Key, PageLimit, link_next
 from dispatcher.api.deps import CurrentUser, SessionDep
 
 router = APIRouter(prefix="/v1", tags=["admin"])
@@ -23,6 +24,8 @@ def admin(user: CurrentUser) -> User:
 
 
 Admin = Annotated[User, Depends(admin)]
+Code = Annotated[str, Path(min_length=1, max_length=32)]
+Username = Annotated[str, Path(min_length=1, max_length=64)]
 
 
 class AuthorityIn(BaseModel):
@@ -102,20 +105,32 @@ def create_authority(body: AuthorityIn, session: SessionDep, actor: Admin) -> Au
 
 
 @router.get("/authorities", response_model=list[AuthorityPublic])
-def list_authorities(session: SessionDep, _: Admin) -> list[AuthorityPublic]:
-    """Every authority, by code."""
-    return [_authority(a) for a in people.list_authorities(session=session)]
+def list_authorities(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    _: Admin,
+    after: Key | None = None,
+    limit: PageLimit = MAX_PAGE,
+) -> list[AuthorityPublic]:
+    """Authorities by code; page with `after` = the last code received (see `Link`)."""
+    # Ordered here, not by the database's collation, so that the cursor compares the same way.
+    found = sorted(people.list_authorities(session=session), key=lambda a: a.code)
+    page = [_authority(a) for a in found if after is None or a.code > after][:limit]
+    if page:
+        link_next(request, response, len(page), limit, after=page[-1].code)
+    return page
 
 
 @router.get("/authorities/{code}", response_model=AuthorityPublic)
-def get_authority(code: str, session: SessionDep, _: Admin) -> AuthorityPublic:
+def get_authority(code: Code, session: SessionDep, _: Admin) -> AuthorityPublic:
     """One authority."""
     return _authority(people.authority_by_code(session=session, code=code))
 
 
 @router.patch("/authorities/{code}", response_model=AuthorityPublic)
 def update_authority(
-    code: str, changes: AuthorityChanges, session: SessionDep, actor: Admin
+    code: Code, changes: AuthorityChanges, session: SessionDep, actor: Admin
 ) -> AuthorityPublic:
     """Change the fields given; `"public_key": null` removes the key."""
     authority = people.authority_by_code(session=session, code=code)
@@ -142,14 +157,28 @@ def create_user(body: UserIn, session: SessionDep, actor: Admin) -> UserCreated:
 
 
 @router.get("/users", response_model=list[UserPublic])
-def list_users(session: SessionDep, _: Admin, authority: str | None = None) -> list[UserPublic]:
-    """Users by username, all or of one authority (by code)."""
+def list_users(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    _: Admin,
+    authority: Key | None = None,
+    after: Key | None = None,
+    limit: PageLimit = MAX_PAGE,
+) -> list[UserPublic]:
+    """Users by username, all or of one authority (by code); page with `after` (see `Link`)."""
     where = people.authority_by_code(session=session, code=authority) if authority else None
-    return [_user(summary) for summary in people.list_users(session=session, authority=where)]
+    found = sorted(
+        people.list_users(session=session, authority=where), key=lambda s: s.user.username
+    )
+    page = [_user(s) for s in found if after is None or s.user.username > after][:limit]
+    if page:
+        link_next(request, response, len(page), limit, after=page[-1].username)
+    return page
 
 
 @router.post("/users/{username}/tokens", status_code=201, response_model=TokenIssued)
-def issue_token(username: str, session: SessionDep, actor: Admin) -> TokenIssued:
+def issue_token(username: Username, session: SessionDep, actor: Admin) -> TokenIssued:
     """A new API token for the user, shown only in this answer; older tokens stay live."""
     user = people.user_by_username(session=session, username=username)
     token = people.issue_token(session=session, user=user, actor=actor)
@@ -157,7 +186,7 @@ def issue_token(username: str, session: SessionDep, actor: Admin) -> TokenIssued
 
 
 @router.delete("/users/{username}/tokens", response_model=TokensRevoked)
-def revoke_tokens(username: str, session: SessionDep, actor: Admin) -> TokensRevoked:
+def revoke_tokens(username: Username, session: SessionDep, actor: Admin) -> TokensRevoked:
     """Revoke every live API token of the user."""
     user = people.user_by_username(session=session, username=username)
     revoked = people.revoke_tokens(session=session, user=user, actor=actor)

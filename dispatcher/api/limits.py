@@ -51,6 +51,15 @@ class RequestTimeout(HTTPException):
         super().__init__(408, f"no part of the request body arrived within {seconds:g} s")
 
 
+class TooManyRows(HTTPException):
+    """An upload holds more rows than allowed."""
+
+    code = "too_large"
+
+    def __init__(self, most: int) -> None:
+        super().__init__(413, f"the upload holds more than {most} rows")
+
+
 def forbidden_character(value: str, allowed: frozenset[str] = frozenset()) -> str | None:
     """The first control character or lone surrogate in `value`, outside `allowed`."""
     for ch in value:
