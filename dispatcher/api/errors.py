@@ -75,6 +75,7 @@ class ErrorBody(BaseModel):
 
 
 _MEANINGS = {
+    400: "The body could not be read as declared (not UTF-8, not the content type it claims).",
     401: "No valid bearer token came with the request.",
     403: "The caller's role may not do this, or four-eyes forbids it, or the target is outside "
     "the authority's areas.",
