@@ -99,9 +99,11 @@ def _seed(client: TestClient, world: World) -> None:
     approved = client.post(
         "/v1/campaigns/3/approve",
         headers=world["approver"],
-        json={"content_hash": client.get("/v1/campaigns/3", headers=world["approver"]).json()[
-            "content_hash"
-        ]},
+        json={
+            "content_hash": client.get("/v1/campaigns/3", headers=world["approver"]).json()[
+                "content_hash"
+            ]
+        },
     )
     assert approved.status_code == 200, approved.text
 
