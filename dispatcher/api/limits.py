@@ -16,10 +16,11 @@ Every refusal has the API's error shape.
 
 import asyncio
 import json
+import re
 import unicodedata
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -30,6 +31,7 @@ from dispatcher.api.errors import error_body
 UPLOAD_PATHS = frozenset({"/v1/recipient-lists"})
 """Where a multipart upload may take `max_upload_bytes`."""
 TEXT_CONTROLS = frozenset("\t\n\r")
+_LENGTH = re.compile(r"[0-9]{1,18}")
 """Controls a JSON string may hold: multi-line text is legitimate."""
 
 
@@ -93,7 +95,7 @@ def _bad_json(body: bytes) -> str | None:
 
 
 def _bad_target(scope: Scope) -> str | None:
-    values = [("path", unquote(scope["path"]))]
+    values = [("path", scope["path"])]  # the server decoded it already
     query = scope.get("query_string", b"").decode("latin-1")
     for name, value in parse_qsl(query, keep_blank_values=True):
         values += [(f"query {name!r}", name), (f"query {name!r}", value)]
@@ -135,7 +137,10 @@ class RequestLimits:
             return
         limit = self._limit(scope)
         declared = _header(scope, b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        if declared is not None and not _LENGTH.fullmatch(declared):
+            await _refuse(scope, receive, send, 400, "bad_request", "invalid Content-Length")
+            return
+        if declared is not None and int(declared) > limit:
             await _refuse(scope, receive, send, 413, "too_large", RequestTooLarge(limit).detail)
             return
         reader = _Reader(receive, limit, self.read_timeout)
