@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
@@ -165,20 +166,28 @@ def test_no_server_error_and_every_answer_as_documented(
 
 
 def _send_and_check(case: schemathesis.Case, fuzzed: Fuzzed, token: dict[str, str]) -> None:
-    kwargs = case.as_transport_kwargs(base_url="http://testserver")
-    headers = {**(kwargs.get("headers") or {}), **token}
-    data = kwargs.get("data")
-    answer = fuzzed.client.request(
-        kwargs["method"],
-        kwargs["url"],
+    # The case is rendered to bytes the way schemathesis renders it (with requests), then sent
+    # to the app in-process, so that odd multipart parts and bodies arrive as generated.
+    kwargs = case.as_transport_kwargs(base_url="http://testserver", headers=token)
+    prepared = requests.Request(
+        method=kwargs["method"],
+        url=kwargs["url"],
+        headers=kwargs.get("headers"),
         params=kwargs.get("params"),
-        headers=headers,
         json=kwargs.get("json"),
-        content=data if isinstance(data, (bytes, str)) else None,
-        data=data if isinstance(data, dict) else None,
+        data=kwargs.get("data"),
         files=kwargs.get("files"),
+    ).prepare()
+    assert prepared.method is not None and prepared.url is not None
+    body = prepared.body.encode() if isinstance(prepared.body, str) else prepared.body
+    answer = fuzzed.client.request(
+        prepared.method, prepared.url, headers=dict(prepared.headers), content=body
     )
-    answer.request.read()  # a multipart body is a stream until read
     fuzzed.cases += 1
     fuzzed.by_status[answer.status_code] = fuzzed.by_status.get(answer.status_code, 0) + 1
-    case.validate_response(answer, checks=CHECKS, headers=headers)
+    checks = CHECKS
+    if case.media_type == "multipart/form-data":
+        # A non-string generated as "invalid" for a form field is sent as its text ("false"),
+        # which is a valid string: the negative check cannot hold for form fields.
+        checks = [check for check in CHECKS if check is not negative_data_rejection]
+    case.validate_response(answer, checks=checks, headers=dict(prepared.headers))

@@ -306,3 +306,17 @@ def test_rejection_cells_that_a_spreadsheet_would_run_are_written_as_text(
     )
     raws = [row["raw"] for row in csv.DictReader(io.StringIO(exported.text))]
     assert raws == ["'=1+2", "'+1 555 0100", "'@SUM(A1)", "'-1"]
+
+
+def test_an_upload_with_an_unknown_form_field_is_refused(
+    client: TestClient, world: World, engine: Engine
+) -> None:
+    answer = client.post(
+        "/v1/recipient-lists",
+        headers=world["submitter"],
+        data={"name": "list", "authority": "SYT-PK"},
+        files={"file": ("list.csv", b"0912345678\n", "text/csv")},
+    )
+    assert "'authority'" in refused(answer, 422, "invalid_input")
+    with Session(engine) as session:
+        assert session.exec(select(RecipientList)).all() == []

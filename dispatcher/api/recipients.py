@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
@@ -116,7 +116,21 @@ def _list(recipients: RecipientList) -> RecipientListPublic:
     )
 
 
-@list_router.post("", status_code=201, response_model=RecipientListCreated)
+UPLOAD_FIELDS = frozenset({"name", "file"})
+
+
+async def _only_upload_fields(request: Request) -> None:
+    """Unknown form fields are refused, as unknown JSON fields are (the form is read already)."""
+    if unknown := sorted(set((await request.form()).keys()) - UPLOAD_FIELDS):
+        raise InvalidInput(f"unknown fields: {', '.join(repr(name) for name in unknown)}")
+
+
+@list_router.post(
+    "",
+    status_code=201,
+    response_model=RecipientListCreated,
+    dependencies=[Depends(_only_upload_fields)],
+)
 def upload_list(
     name: Annotated[str, Form(min_length=1, max_length=200)],
     file: Annotated[UploadFile, File(description="CSV: one number a row, or an msisdn column")],
