@@ -87,7 +87,7 @@ class DatabaseCheck:
 
     def __init__(self, timeout: float) -> None:
         self._timeout = timeout
-        self._head = migrate.head()
+        self.head = migrate.head()
         self._running: asyncio.Future[str | None] | None = None
 
     async def __call__(self) -> tuple[str | None, str | None]:
@@ -103,8 +103,8 @@ class DatabaseCheck:
             return f"no answer within {self._timeout:g} s", None
         except Exception as exc:
             return errors.summary(exc), None
-        if revision != self._head:
-            return None, f"at {revision or 'no revision'}, not at {self._head}: migrate it"
+        if revision != self.head:
+            return None, f"at {revision or 'no revision'}, not at {self.head}: migrate it"
         return None, None
 
 
@@ -205,7 +205,7 @@ def _install_probes(app: FastAPI) -> None:
             check(), _check_redis(request.app.state.queue)
         )
         if database is None and redis is None and schema is None:
-            return Ready(status="ok", database="ok", redis="ok", schema_revision=migrate.head())
+            return Ready(status="ok", database="ok", redis="ok", schema_revision=check.head)
         problems = {"database": database, "redis": redis, "schema": schema}
         for name, problem in problems.items():
             if problem is not None:
