@@ -16,6 +16,10 @@ SQLModel.metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 
+EARLIEST_YEAR = 2000
+LATEST_YEAR = 2100
+"""Dates and times a campaign may name: anything outside is a typing error, not a plan."""
+
 # 64-bit ids on PostgreSQL; SQLite only auto-increments a plain INTEGER primary key.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -220,6 +224,15 @@ class CampaignBase(SQLModel):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("must carry a timezone, e.g. 2020-02-02T08:00:00+07:00")
+        if value is not None and not EARLIEST_YEAR <= value.astimezone(UTC).year <= LATEST_YEAR:
+            raise ValueError(f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
+        return value
+
+    @field_validator("document_date")
+    @classmethod
+    def _sane_date(cls, value: date | None) -> date | None:
+        if value is not None and not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+            raise ValueError(f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
         return value
 
 

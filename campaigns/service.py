@@ -17,7 +17,7 @@ expansion is seen, never overwritten.
 
 from sqlmodel import Session, col, func, select, update
 
-from campaigns import approval, areas, audit, content
+from campaigns import approval, areas, audit, characters, content
 from campaigns.errors import InvalidInput, InvalidState, NotFound, PermissionDenied
 from campaigns.models import (
     Approval,
@@ -61,10 +61,18 @@ def get_visible(*, session: Session, campaign_id: int, actor: User) -> Campaign:
 
 
 def list_visible(
-    *, session: Session, actor: User, status: CampaignStatus | None, limit: int, offset: int
+    *,
+    session: Session,
+    actor: User,
+    status: CampaignStatus | None,
+    limit: int,
+    offset: int = 0,
+    before_id: int | None = None,
 ) -> list[Campaign]:
-    """Campaigns `actor` may see, newest first."""
+    """Campaigns `actor` may see, newest first (older than `before_id` if given)."""
     query = select(Campaign).order_by(col(Campaign.id).desc()).limit(limit).offset(offset)
+    if before_id is not None:
+        query = query.where(col(Campaign.id) < before_id)
     if actor.authority_id is not None:
         query = query.where(Campaign.authority_id == actor.authority_id)
     if status is not None:
@@ -80,11 +88,15 @@ def sent_text(campaign: CampaignBase, policy: Policy) -> str:
 
 def check_content(*, session: Session, data: CampaignBase, actor: User, policy: Policy) -> None:
     """Refuse content that cannot be sent, or a target the authority may not reach."""
+    for field in ("text", "title", "sender", "document_number", "document_issuer"):
+        wrong = characters.problem(getattr(data, field), multiline=field == "text")
+        if wrong is not None:
+            raise InvalidInput(f"{field}: {wrong}")
     try:
         content.split(sent_text(data, policy), reference=0, max_parts=policy.max_parts)
     except content.ContentError as error:
         raise InvalidInput(f"text: {error}") from error
-    if not SENDER.match(data.sender):
+    if not SENDER.fullmatch(data.sender):
         raise InvalidInput("sender: a brandname of at most 11 letters/digits, or a short code")
     if not data.target_areas and data.recipient_list_id is None:
         raise InvalidInput("target_areas: name at least one area, or a recipient_list_id")
@@ -101,6 +113,8 @@ def check_content(*, session: Session, data: CampaignBase, actor: User, policy: 
     start = data.send_start or utcnow()
     if data.send_expiry is not None and data.send_expiry <= start:
         raise InvalidInput("send_expiry: must be after send_start (and in the future)")
+    if data.send_expiry is not None and data.send_expiry <= utcnow():
+        raise InvalidInput("send_expiry: the send window has already passed")
 
 
 def _normalised(data: CampaignBase, policy: Policy) -> CampaignBase:

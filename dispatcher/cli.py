@@ -42,16 +42,10 @@ def api(
     port: Annotated[int | None, typer.Option(help="Listen port [default: settings]")] = None,
 ) -> None:
     """Serve the HTTP API."""
-    import uvicorn
+    from dispatcher.api.server import serve
 
     settings = get_settings()
-    uvicorn.run(
-        "dispatcher.api.app:create_app",
-        factory=True,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        log_level="info",
-    )
+    serve(settings, host or settings.api_host, port or settings.api_port)
 
 
 @app.command()

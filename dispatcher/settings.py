@@ -98,6 +98,30 @@ class Settings(BaseSettings):
     )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    max_request_bytes: int = Field(
+        default=1 << 20, ge=1024, description="largest request body, uploads aside"
+    )
+    max_upload_bytes: int = Field(
+        default=32 << 20, ge=1024, description="largest recipient-list upload (multipart)"
+    )
+    max_upload_rows: int = Field(
+        default=1_000_000, ge=1, description="rows a recipient-list upload may hold"
+    )
+    body_read_timeout: float = Field(
+        default=30.0, gt=0, description="seconds to wait for each chunk of a request body"
+    )
+    api_keep_alive_timeout: int = Field(
+        default=5, ge=1, description="seconds an idle HTTP connection is kept open"
+    )
+    headers_timeout: float = Field(
+        default=10.0, gt=0, description="seconds a request's line and headers may take to arrive"
+    )
+    api_max_header_bytes: int = Field(
+        default=16384, ge=1024, description="largest request line and headers together"
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins allowed to call the API from a browser"
+    )
     queue_name: str = "dispatcher"
     max_parts: int = Field(default=6, ge=1, le=255, description="SMS parts one message may take")
     exercise_marker: str = "[DIỄN TẬP] "

@@ -187,7 +187,7 @@ class Stack:
     def _api_healthy(self) -> bool:
         self.check_alive()
         try:
-            return httpx.get(f"{self.api_url}/health", timeout=1).status_code == 200
+            return httpx.get(f"{self.api_url}/ready", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -8,13 +8,14 @@ its signing key. The finer rules are in `campaigns.custody`.
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from campaigns import people, tokens
 from campaigns.errors import NotFound, PermissionDenied
 from campaigns.models import Authority, Role, User
 from campaigns.people import AuthorityChanges
+from dispatcher.api.bounds import MAX_PAGE, Key, PageLimit, link_next
 from dispatcher.api.deps import CurrentUser, SessionDep
 
 router = APIRouter(prefix="/v1", tags=["admin"])
@@ -37,6 +38,8 @@ def manager(user: CurrentUser) -> User:
 
 Admin = Annotated[User, Depends(admin)]
 Manager = Annotated[User, Depends(manager)]
+Code = Annotated[str, Path(min_length=1, max_length=32)]
+Username = Annotated[str, Path(min_length=1, max_length=64)]
 
 
 class AuthorityIn(BaseModel):
@@ -129,20 +132,32 @@ def create_authority(body: AuthorityIn, session: SessionDep, actor: Admin) -> Au
 
 
 @router.get("/authorities", response_model=list[AuthorityPublic])
-def list_authorities(session: SessionDep, _: Admin) -> list[AuthorityPublic]:
-    """Every authority, by code."""
-    return [_authority(a) for a in people.list_authorities(session=session)]
+def list_authorities(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    _: Admin,
+    after: Key | None = None,
+    limit: PageLimit = MAX_PAGE,
+) -> list[AuthorityPublic]:
+    """Authorities by code; page with `after` = the last code received (see `Link`)."""
+    # Ordered here, not by the database's collation, so that the cursor compares the same way.
+    found = sorted(people.list_authorities(session=session), key=lambda a: a.code)
+    page = [_authority(a) for a in found if after is None or a.code > after][:limit]
+    if page:
+        link_next(request, response, len(page), limit, after=page[-1].code)
+    return page
 
 
 @router.get("/authorities/{code}", response_model=AuthorityPublic)
-def get_authority(code: str, session: SessionDep, actor: Manager) -> AuthorityPublic:
+def get_authority(code: Code, session: SessionDep, actor: Manager) -> AuthorityPublic:
     """One authority (an authority_admin sees only its own)."""
     return _authority(_managed_authority(session, code, actor))
 
 
 @router.patch("/authorities/{code}", response_model=AuthorityPublic)
 def update_authority(
-    code: str, changes: AuthorityChanges, session: SessionDep, actor: Manager
+    code: Code, changes: AuthorityChanges, session: SessionDep, actor: Manager
 ) -> AuthorityPublic:
     """Change the fields given; `"public_key": null` removes the key.
 
@@ -177,21 +192,36 @@ def create_user(body: UserIn, session: SessionDep, actor: Manager) -> UserCreate
 
 @router.get("/users", response_model=list[UserPublic])
 def list_users(
-    session: SessionDep, actor: Manager, authority: str | None = None
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    actor: Manager,
+    authority: Key | None = None,
+    after: Key | None = None,
+    limit: PageLimit = MAX_PAGE,
 ) -> list[UserPublic]:
-    """Users by username, all or of one authority (by code); an authority_admin sees its own."""
+    """Users by username, all or of one authority (by code); an authority_admin sees its own.
+
+    Page with `after` = the last username received (see `Link`).
+    """
     if actor.role == Role.AUTHORITY_ADMIN:
         where: Authority | None = session.get(Authority, actor.authority_id)
         if authority is not None and (where is None or where.code != authority):
             raise NotFound(f"no authority {authority!r}")
     else:
         where = people.authority_by_code(session=session, code=authority) if authority else None
-    return [_user(summary) for summary in people.list_users(session=session, authority=where)]
+    found = sorted(
+        people.list_users(session=session, authority=where), key=lambda s: s.user.username
+    )
+    page = [_user(s) for s in found if after is None or s.user.username > after][:limit]
+    if page:
+        link_next(request, response, len(page), limit, after=page[-1].username)
+    return page
 
 
 @router.post("/users/{username}/tokens", status_code=201, response_model=TokenIssued)
 def issue_token(
-    username: str,
+    username: Username,
     session: SessionDep,
     actor: Manager,
     body: Annotated[TokenIn | None, Body()] = None,
@@ -204,7 +234,7 @@ def issue_token(
 
 
 @router.delete("/users/{username}/tokens", response_model=TokensRevoked)
-def revoke_tokens(username: str, session: SessionDep, actor: Manager) -> TokensRevoked:
+def revoke_tokens(username: Username, session: SessionDep, actor: Manager) -> TokensRevoked:
     """Revoke every live API token of the user."""
     user = people.user_by_username(session=session, username=username)
     revoked = tokens.revoke_tokens(session=session, user=user, actor=actor)

@@ -123,7 +123,7 @@ def _decode(value: bytes | str | None) -> str:
 
 
 def _error_code(value: str) -> int | None:
-    if not value.isascii() or len(value) > 10:
+    if not value or not value.isascii() or len(value) > 10:
         return None  # "²" is a digit to isdigit(), and a huge number is no error code
     if value.isdigit():
         return int(value)
