@@ -110,7 +110,7 @@ def test_every_error_answer_is_documented_with_its_real_shape(client: TestClient
 
 
 def test_security_headers_and_no_store_on_every_answer(client: TestClient, world: World) -> None:
-    issued = client.post("/v1/users/submitter/tokens", headers=world["admin"])
+    issued = client.post("/v1/users/submitter/tokens", headers=world["authadmin"])
     assert issued.status_code == 201 and "token" in issued.json()
     for answer in (
         issued,
@@ -121,7 +121,7 @@ def test_security_headers_and_no_store_on_every_answer(client: TestClient, world
         assert answer.headers["Cache-Control"] == "no-store"
         assert answer.headers["X-Content-Type-Options"] == "nosniff"
         assert answer.headers["X-Frame-Options"] == "DENY"
-        assert answer.headers["Referrer-Policy"] == "no-referrer"
+        assert answer.headers["Referrer-Policy"] == "same-origin"
         assert answer.headers["Content-Security-Policy"].startswith("default-src 'none'")
 
 

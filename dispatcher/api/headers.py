@@ -1,7 +1,7 @@
 """Security headers on every answer, and what browsers may cache.
 
 - every answer: `X-Content-Type-Options: nosniff`, `X-Frame-Options: DENY`,
-  `Referrer-Policy: no-referrer`;
+  `Referrer-Policy: same-origin` (nothing leaves for other sites);
 - HTML pages (`/docs`, `/redoc`): a Content-Security-Policy that lets them load only the app's
   own scripts, styles and the OpenAPI document; every other answer a policy that allows nothing;
 - `Cache-Control: no-store` on every answer that does not set its own (API data, tokens above
@@ -15,15 +15,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
-"""Swagger UI and ReDoc set inline styles; their scripts and data come from the app only."""
+"""Swagger UI, ReDoc and the operator page set inline styles; scripts, data and forms stay in the app."""
 DATA_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
 ALWAYS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # "no-referrer" would send our own form posts Origin: null
 }
 
 
