@@ -17,7 +17,7 @@ PAGE_POLICY = (
     "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
-"""Swagger UI, ReDoc and the operator page set inline styles; scripts, data and forms stay in the app."""
+"""Swagger UI, ReDoc and the operator page set inline styles; scripts, data, forms: the app only."""
 DATA_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
 ALWAYS = {
