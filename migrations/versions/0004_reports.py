@@ -1,0 +1,55 @@
+"""reports: indexes that read a campaign's report by range scans, without sorting its messages
+
+Revision ID: 0004
+Revises: 0002
+Create Date: 2026-12-04 15:00:00
+
+The delay index is on an expression (seconds from submit to receipt), written as
+`campaigns.reports.delay_expression` writes it, so that the planner matches the two.
+A later migration that rebuilds the message table on SQLite (batch "move and copy") must
+create it again: Alembic does not reflect expression indexes.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_POSTGRES_DELAY = "(date_part('epoch', done_at - submitted_at))"
+_SQLITE_DELAY = "((julianday(done_at) - julianday(submitted_at)) * 86400.0)"
+
+
+def upgrade() -> None:
+    op.create_index(
+        "ix_message_report",
+        "message",
+        ["campaign_id", "area_code", "status", "last_status", "error_code"],
+    )
+    op.create_index("ix_message_campaign_submitted", "message", ["campaign_id", "submitted_at"])
+    op.create_index(
+        "ix_message_campaign_status_done", "message", ["campaign_id", "status", "done_at"]
+    )
+    if op.get_bind().dialect.name == "postgresql":
+        # The columns of the expression ride along, so the scan never visits the table.
+        op.execute(
+            "CREATE INDEX ix_message_campaign_status_delay ON message "
+            f"(campaign_id, status, {_POSTGRES_DELAY}) INCLUDE (submitted_at, done_at)"
+        )
+    else:
+        op.create_index(
+            "ix_message_campaign_status_delay",
+            "message",
+            ["campaign_id", "status", sa.text(_SQLITE_DELAY)],
+        )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_message_campaign_status_delay", table_name="message")
+    op.drop_index("ix_message_campaign_status_done", table_name="message")
+    op.drop_index("ix_message_campaign_submitted", table_name="message")
+    op.drop_index("ix_message_report", table_name="message")
