@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from campaigns.models import Area, Message, MessageStatus, UtcDateTime
+from campaigns.models import Area, MessageStatus, UtcDateTime
 
 M = MessageStatus
 PENDING = (M.QUEUED, M.SUBMITTING, M.SUBMITTED)

@@ -87,9 +87,9 @@ def _fill_sql(dialect: str) -> str:
     sent_us = f":start_us + n * {SEND_INTERVAL_US}"
     # Delays: 80 % within 10 s, 15 % within 10 min, 5 % within 4 h.
     delay_us = (
-        f"CASE WHEN d < 8000 THEN 200000 + d * 1200 "
-        f"WHEN d < 9500 THEN 10000000 + (d - 8000) * 393333 "
-        f"ELSE 600000000 + (d - 9500) * 27600000 END"
+        "CASE WHEN d < 8000 THEN 200000 + d * 1200 "
+        "WHEN d < 9500 THEN 10000000 + (d - 8000) * 393333 "
+        "ELSE 600000000 + (d - 9500) * 27600000 END"
     )
     status = _outcome_case("o", 1)
     return f"""

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from dispatcher import embedded_redis, queue
-from dispatcher.api import access_log, admin, areas, audit, campaigns, errors, recipients
+from dispatcher.api import access_log, admin, areas, audit, campaigns, errors, recipients, reports
 from dispatcher.db import get_engine
 from dispatcher.settings import Settings, get_settings
 
@@ -120,6 +120,7 @@ def create_app() -> FastAPI:
     errors.install(app)
     access_log.install()
     app.include_router(campaigns.router)
+    app.include_router(reports.router)
     app.include_router(audit.router)
     app.include_router(areas.router)
     app.include_router(admin.router)
