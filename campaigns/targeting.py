@@ -3,14 +3,24 @@
 Recipients are the active subscribers registered in the target areas (and in units that map
 into them), plus the numbers of the campaign's recipient list, each number once. Opted-out
 numbers are left out of `normal` campaigns and kept in `urgent` ones. An exercise reaches the
-authority's registered test numbers only, whatever its target says.
+authority's registered test numbers only, whatever its target says. Each message keeps the area
+its number is registered in (none for a number outside the registry), so that reports count
+by area without joining the registry.
 """
 
 from sqlalchemy import bindparam, insert, text
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from campaigns import areas
-from campaigns.models import Authority, Campaign, Message, MessageStatus, Mode, Priority
+from campaigns.models import (
+    Authority,
+    Campaign,
+    Message,
+    MessageStatus,
+    Mode,
+    Priority,
+    Subscriber,
+)
 
 _RECIPIENTS = """
     WITH reached AS (
@@ -18,7 +28,9 @@ _RECIPIENTS = """
         FROM subscriber s
         WHERE s.area_code IN :area_codes AND s.status = 'active'
         UNION ALL
-        SELECT e.msisdn, NULL FROM recipient_list_entry e WHERE e.list_id = :list_id
+        SELECT e.msisdn, l.area_code FROM recipient_list_entry e
+        LEFT JOIN subscriber l ON l.msisdn = e.msisdn
+        WHERE e.list_id = :list_id
     ),
     distinct_numbers AS (
         SELECT msisdn, MAX(area_code) AS area_code FROM reached GROUP BY msisdn
@@ -60,11 +72,19 @@ def insert_messages(*, session: Session, campaign: Campaign, batch_size: int, pa
     """Insert one queued message per recipient; return how many."""
     if campaign.mode == Mode.EXERCISE:
         numbers = _test_numbers(session, campaign)
+        registered = dict(
+            session.exec(
+                select(Subscriber.msisdn, Subscriber.area_code).where(
+                    col(Subscriber.msisdn).in_(numbers)
+                )
+            ).all()
+        )
         rows = [
             {
                 "campaign_id": campaign.id,
                 "batch_no": i // batch_size,
                 "msisdn": msisdn,
+                "area_code": registered.get(msisdn),
                 "parts": parts,
                 "status": MessageStatus.QUEUED,
             }
