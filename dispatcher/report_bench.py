@@ -73,7 +73,7 @@ def _outcome_case(column: str, index: int) -> str:
 
 def _fill_sql(dialect: str) -> str:
     if dialect == "postgresql":
-        numbers = "SELECT n FROM generate_series(1, :count) AS n"
+        numbers = "SELECT CAST(n AS BIGINT) AS n FROM generate_series(1, :count) AS g(n)"
         stamp = "to_timestamp(({us}) / 1000000.0)"
     else:
         numbers = (

@@ -2,6 +2,7 @@
 database directly (for operators on the host). An export is audited as `cli:<login>`."""
 
 import getpass
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -84,11 +85,15 @@ def print_report(console: Console, figures: Report) -> None:
     )
 
 
-def _table(console: Console, title: str, header: tuple[str, ...], rows: object) -> None:
+def _table(
+    console: Console, title: str, header: tuple[str, ...], rows: Iterable[Sequence[object]]
+) -> None:
+    rows = [tuple(row) for row in rows]
     table = Table(title=title, title_justify="left")
     for index, name in enumerate(header):
-        table.add_column(name, justify="left" if index == 0 else "right")
-    for row in rows:  # type: ignore[attr-defined]
+        numeric = all(isinstance(row[index], int | float | None) for row in rows)
+        table.add_column(name, justify="right" if numeric and rows else "left")
+    for row in rows:
         table.add_row(*(_cell(value) for value in row))
     console.print(table)
 

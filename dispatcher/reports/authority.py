@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
@@ -20,7 +21,7 @@ from sqlmodel import Session, col, select
 from campaigns.content import Encoding
 from campaigns.models import Approval, Authority, Campaign, CampaignStatus, User, utcnow
 from campaigns.service import sent_text
-from dispatcher.reports.summary import Report
+from dispatcher.reports.summary import DelaySeconds, Reached, Report
 from dispatcher.settings import Settings
 
 VIETNAM = timezone(timedelta(hours=7))
@@ -108,13 +109,42 @@ def gather(
     *, session: Session, campaign: Campaign, report: Report, settings: Settings
 ) -> AuthorityReport:
     """The authority's report of one campaign, from its figures."""
+    return AuthorityReport(
+        title=TITLE,
+        exercise=report.exercise,
+        facts=_facts(session, campaign, report),
+        text=sent_text(campaign, settings.policy),
+        outcome=_outcome(report),
+        districts=[
+            (
+                area.name or area.code or "Ngoài danh bạ thuê bao",
+                _number(area.recipients),
+                _number(area.delivered),
+                _number(area.failed),
+                _number(area.pending + area.unknown + area.cancelled),
+            )
+            for area in report.by_area
+        ],
+        reach=[
+            (f"{share} % thuê bao đã nhận tin", _when(moment) if moment else NOT_YET)
+            for share, moment in zip((50, 90, 99), _three(report.reached), strict=True)
+        ],
+        delays=[
+            (f"{share} % số tin đã nhận trong", "—" if value is None else f"{value:g} giây")
+            for share, value in zip((50, 90, 99), _three(report.delivery_seconds), strict=True)
+        ],
+        footer=f"Lập lúc {_when(utcnow())} (giờ Việt Nam, UTC+7). Báo cáo không chứa số thuê bao.",
+    )
+
+
+def _three(percentiles: Reached | DelaySeconds) -> tuple[Any, Any, Any]:
+    return percentiles.p50, percentiles.p90, percentiles.p99
+
+
+def _facts(session: Session, campaign: Campaign, report: Report) -> list[tuple[str, str]]:
     authority = session.get(Authority, campaign.authority_id)
     submitted, approved = _people(session, campaign)
-    counts = {area.code: area for area in report.by_area}
-    messages = sum(report.by_status.values())
-    delivered = report.by_status.get("delivered", 0)
-    failed = sum(area.failed for area in counts.values())
-    facts = [
+    return [
         ("Kính gửi", authority.name if authority else "—"),
         ("Văn bản chỉ đạo", _document(campaign)),
         ("Chiến dịch", f"Số {campaign.id}: {campaign.title}"),
@@ -127,48 +157,17 @@ def gather(
         ("Số thuê bao nhận tin", _number(report.recipients)),
         ("Tổng số SMS", _number(report.total_sms)),
     ]
-    outcome = [
+
+
+def _outcome(report: Report) -> list[tuple[str, str]]:
+    messages = sum(report.by_status.values())
+    delivered = report.by_status.get("delivered", 0)
+    failed = sum(area.failed for area in report.by_area)
+    return [
         ("Đã nhận tin", _share(delivered, messages)),
         ("Không thành công", _share(failed, messages)),
         ("Chưa có kết quả", _share(messages - delivered - failed, messages)),
     ]
-    districts = [
-        (
-            area.name or (area.code or "Ngoài danh bạ thuê bao"),
-            _number(area.recipients),
-            _number(area.delivered),
-            _number(area.failed),
-            _number(area.pending + area.unknown + area.cancelled),
-        )
-        for area in report.by_area
-    ]
-    reach = [
-        (f"{share} % thuê bao đã nhận tin", _when(moment) if moment else NOT_YET)
-        for share, moment in (
-            (50, report.reached.p50),
-            (90, report.reached.p90),
-            (99, report.reached.p99),
-        )
-    ]
-    delays = [
-        (f"{label} số tin đã nhận trong", "—" if value is None else f"{value:g} giây")
-        for label, value in (
-            ("50 %", report.delivery_seconds.p50),
-            ("90 %", report.delivery_seconds.p90),
-            ("99 %", report.delivery_seconds.p99),
-        )
-    ]
-    return AuthorityReport(
-        title=TITLE,
-        exercise=report.exercise,
-        facts=facts,
-        text=sent_text(campaign, settings.policy),
-        outcome=outcome,
-        districts=districts,
-        reach=reach,
-        delays=delays,
-        footer=f"Lập lúc {_when(utcnow())} (giờ Việt Nam, UTC+7). Báo cáo không chứa số thuê bao.",
-    )
 
 
 _templates = Environment(
