@@ -274,15 +274,23 @@ class _Series:
         self.parameters.update(start=start, end=end)
         return int(self._select("COUNT(*)", f"AND {c} >= :start AND {c} < :end"))
 
-    def per_hour(self, hours: list[datetime], total: int) -> list[int]:
-        """Counts per hour, `total` in all: the hour likely the largest is what remains."""
+    def per_hour(
+        self, hours: list[datetime], total: int, likely: list[int] | None = None
+    ) -> list[int]:
+        """Counts per hour, `total` in all: the hour likely the largest is what remains.
+
+        The hour not walked is the largest of `likely` counts if given, else the one that
+        overlaps the span of timestamps most (with sending at a steady rate, the fullest).
+        """
         span = self.span()
         if span is None:
             return [0] * len(hours)
-        # The hour that overlaps the span most (the earliest of equals) is not walked: with
-        # sending at a steady rate it holds the most, and the walk is what a report costs.
-        overlap = [min(h + _HOUR, span[1]) - max(h, span[0]) for h in hours]
-        skipped = overlap.index(max(overlap))
+        weights: list[float] = (
+            [*likely]
+            if likely
+            else [(min(h + _HOUR, span[1]) - max(h, span[0])) / _HOUR for h in hours]
+        )
+        skipped = weights.index(max(weights))
         counts = [0 if i == skipped else self.count(h, h + _HOUR) for i, h in enumerate(hours)]
         counts[skipped] = max(0, total - sum(counts))
         return counts
@@ -311,7 +319,7 @@ def _by_hour(session: Session, campaign_id: int, messages: int, delivered: int) 
     hours = [start + _HOUR * i for i in range(int((end - start) / _HOUR) + 1)]
     unsent = sent.missing()
     submitted = sent.per_hour(hours, messages - unsent)
-    delivered_counts = done.per_hour(hours, delivered)
+    delivered_counts = done.per_hour(hours, delivered, likely=submitted)
     return [HourCounts(*row) for row in zip(hours, submitted, delivered_counts, strict=True)]
 
 
