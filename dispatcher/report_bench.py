@@ -157,13 +157,17 @@ def fill(engine: Engine, count: int) -> int:
     # statistics, and the visibility map that lets index-only scans skip the table. SQLite's
     # checkpoint: the pages written move from the write-ahead log into the database file. (No
     # ANALYZE on SQLite: the report names its indexes there.)
-    with engine.connect() as connection:
-        if dialect == "postgresql":
+    if dialect == "postgresql":
+        with engine.connect() as connection:
             connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
                 "VACUUM ANALYZE message, message_part"
             )
-        else:
-            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    else:  # outside any transaction, which the engine's connections always open
+        raw = engine.raw_connection()
+        try:
+            raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()
     return campaign_id
 
 
