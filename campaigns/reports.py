@@ -3,8 +3,10 @@
 Every figure is read with index range scans (migration 0004), never a sort of the campaign's
 messages, so a report of 2,000,000 messages stays under two seconds on SQLite and PostgreSQL:
 
-- by area, status and error: one GROUP BY along `ix_message_report` (campaign, area, status,
-  last command_status, error code), whose order is the grouping;
+- ended messages by area, status and error: one GROUP BY along `ix_message_final` (campaign,
+  area, status, last command_status, error code; ended messages only), whose order is the
+  grouping; recipients by area along `ix_message_campaign_area`; pending messages by status
+  along `ix_message_campaign_status_id`;
 - by hour: one count per hour of a range of `ix_message_campaign_submitted` (submitted) and
   `ix_message_delivered_done` (delivered), but for the hour that overlaps the sending
   most, which is what is left of the total;
@@ -103,18 +105,18 @@ class Figures:
 def compute(*, session: Session, campaign_id: int, on: date | None = None) -> Figures:
     """The report's figures for one campaign (area names as they were `on` a day)."""
     with _index_scans(session):
-        groups = _groups(session, campaign_id)
-        by_status: Counter[str] = Counter()
-        for (_, status, _, _), count in groups.items():
+        final = _final_groups(session, campaign_id)
+        by_status: Counter[str] = _pending_by_status(session, campaign_id)
+        for (_, status, _, _), count in final.items():
             by_status[status] += count
         messages = sum(by_status.values())
         delivered = by_status[M.DELIVERED]
         return Figures(
             messages=messages,
-            by_status=dict(sorted(by_status.items())),
-            by_area=_by_area(session, groups, on),
+            by_status=dict(sorted((status, n) for status, n in by_status.items() if n)),
+            by_area=_by_area(session, campaign_id, final, on),
             by_hour=_by_hour(session, campaign_id, messages, delivered),
-            by_error=_by_error(groups),
+            by_error=_by_error(final),
             delivery_seconds=_delays(session, campaign_id, delivered),
             reached=_reached(session, campaign_id, delivered, messages),
         )
@@ -174,34 +176,67 @@ def _rows(session: Session, sql: str, **parameters: Any) -> list[Any]:
     return list(session.connection().execute(statement, parameters).all())
 
 
-def _groups(session: Session, campaign_id: int) -> dict[Group, int]:
+# Final messages only (a partial index), so that claims and submit answers, which change a
+# message's status many times a second, never touch it; pending messages are counted apart.
+FINAL_ONLY = "status NOT IN ('queued', 'submitting', 'submitted')"
+
+
+def _final_groups(session: Session, campaign_id: int) -> dict[Group, int]:
     rows = _rows(
         session,
         "SELECT area_code, status, last_status, error_code, COUNT(*) "
-        f"FROM {_table(session, 'ix_message_report')} WHERE campaign_id = :campaign "
-        "GROUP BY area_code, status, last_status, error_code",
+        f"FROM {_table(session, 'ix_message_final')} WHERE campaign_id = :campaign "
+        f"AND {FINAL_ONLY} GROUP BY area_code, status, last_status, error_code",
         campaign=campaign_id,
     )
     return {(area, str(status), last, error): count for area, status, last, error, count in rows}
 
 
-def _by_area(session: Session, groups: dict[Group, int], on: date | None) -> list[AreaCounts]:
+def _pending_by_status(session: Session, campaign_id: int) -> Counter[str]:
+    table = _table(session, "ix_message_campaign_status_id")
+    return Counter(
+        {
+            status.value: _rows(
+                session,
+                f"SELECT COUNT(*) FROM {table} WHERE campaign_id = :campaign AND status = :status",
+                campaign=campaign_id,
+                status=status.value,
+            )[0][0]
+            for status in PENDING
+        }
+    )
+
+
+def _by_area(
+    session: Session, campaign_id: int, final: dict[Group, int], on: date | None
+) -> list[AreaCounts]:
+    recipients = dict(
+        _rows(
+            session,
+            f"SELECT area_code, COUNT(*) FROM {_table(session, 'ix_message_campaign_area')} "
+            "WHERE campaign_id = :campaign GROUP BY area_code",
+            campaign=campaign_id,
+        )
+    )
     counts: dict[str | None, Counter[str]] = defaultdict(Counter)
-    for (area, status, _, _), count in groups.items():
+    for (area, status, _, _), count in final.items():
         counts[area][status] += count
-    names = _area_names(session, [code for code in counts if code is not None], on)
+    names = _area_names(session, [code for code in recipients if code is not None], on)
     return [
         AreaCounts(
             code=code,
             name=names.get(code) if code is not None else None,
-            recipients=sum(by.values()),
-            delivered=by[M.DELIVERED],
-            failed=sum(by[s] for s in FAILED),
-            pending=sum(by[s] for s in PENDING),
-            unknown=by[M.UNKNOWN],
-            cancelled=by[M.CANCELLED],
+            recipients=total,
+            delivered=counts[code][M.DELIVERED],
+            failed=sum(counts[code][s] for s in FAILED),
+            # What has not ended yet; read apart from the rest while sending, so kept >= 0.
+            pending=max(0, total - sum(counts[code].values())),
+            unknown=counts[code][M.UNKNOWN],
+            cancelled=counts[code][M.CANCELLED],
         )
-        for code, by in sorted(counts.items(), key=lambda item: (item[0] is None, item[0] or ""))
+        for code, total in sorted(
+            recipients.items(), key=lambda item: (item[0] is None, item[0] or "")
+        )
     ]
 
 

@@ -25,11 +25,16 @@ _SQLITE_DELAY = "((julianday(done_at) - julianday(submitted_at)) * 86400.0)"
 
 
 def upgrade() -> None:
+    # Ended messages only: the claims and answers before a message ends never touch it.
+    final = sa.text("status NOT IN ('queued', 'submitting', 'submitted')")
     op.create_index(
-        "ix_message_report",
+        "ix_message_final",
         "message",
         ["campaign_id", "area_code", "status", "last_status", "error_code"],
+        postgresql_where=final,
+        sqlite_where=final,
     )
+    op.create_index("ix_message_campaign_area", "message", ["campaign_id", "area_code"])
     op.create_index("ix_message_campaign_submitted", "message", ["campaign_id", "submitted_at"])
     # Delivered messages only: the claims and answers that change a message's status before
     # its delivery never touch these two.
@@ -60,4 +65,5 @@ def downgrade() -> None:
     op.drop_index("ix_message_delivered_delay", table_name="message")
     op.drop_index("ix_message_delivered_done", table_name="message")
     op.drop_index("ix_message_campaign_submitted", table_name="message")
-    op.drop_index("ix_message_report", table_name="message")
+    op.drop_index("ix_message_campaign_area", table_name="message")
+    op.drop_index("ix_message_final", table_name="message")
