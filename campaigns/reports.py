@@ -289,12 +289,12 @@ class _Series:
     where: str
     parameters: dict[str, Any]
 
-    def _select(self, what: str, condition: str = "", tail: str = "") -> Any:
+    def _select(self, what: str, condition: str = "", tail: str = "", **more: Any) -> Any:
         sql = (
             f"SELECT {what} FROM {_table(self.session, self.index)} "
             f"WHERE campaign_id = :campaign {self.where} {condition} {tail}"
         )
-        rows = _rows(self.session, sql, **self.parameters)
+        rows = _rows(self.session, sql, **self.parameters, **more)
         return rows[0][0] if rows else None
 
     def span(self) -> tuple[datetime, datetime] | None:
@@ -311,8 +311,8 @@ class _Series:
     def count(self, start: datetime, end: datetime) -> int:
         """How many timestamps fall in [start, end)."""
         c = self.column
-        self.parameters.update(start=start, end=end)
-        return int(self._select("COUNT(*)", f"AND {c} >= :start AND {c} < :end"))
+        window = f"AND {c} >= :start AND {c} < :end"
+        return int(self._select("COUNT(*)", window, start=start, end=end))
 
     def per_hour(
         self, hours: list[datetime], total: int, likely: list[int] | None = None
