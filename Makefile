@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install demo test lint bench bench-import chaos all clean
+.PHONY: install demo test fuzz lint bench bench-import chaos all clean
 
 install: $(VENV)/.installed
 
@@ -18,6 +18,12 @@ demo: install
 
 test: install
 	$(BIN)/pytest
+
+# schemathesis over the whole API and hypothesis over the parsers, with many more examples than
+# the pass `make test` runs (DISPATCHER_FUZZ_EXAMPLES=N to change; PostgreSQL as for the tests).
+fuzz: install
+	DISPATCHER_FUZZ_EXAMPLES=$${DISPATCHER_FUZZ_EXAMPLES:-60} $(BIN)/pytest -p no:cacheprovider -s \
+		tests/test_api_fuzz.py tests/test_parsers_fuzz.py
 
 lint: install
 	$(BIN)/ruff check .

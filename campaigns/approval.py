@@ -10,8 +10,9 @@ sorted keys, no whitespace (`separators=(",", ":")`) and non-ASCII characters ke
      "target_areas": sorted list of codes, "text": NFC text, "unaccented": bool, "v": 1}
 
 Everything that decides what is sent to whom is in it, so any edit changes the hash and voids
-the approvals given to the old one. A signature is Ed25519 over `signed_message(id, hash)`,
-which names the campaign, so it cannot be replayed onto another campaign.
+the approvals given to the old one. A signature is Ed25519 over
+`signed_message(id, hash, approver)`, which names the campaign and the approver's username: it
+cannot be replayed onto another campaign, and it counts once, for that approver only.
 """
 
 import base64
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from campaigns.models import CampaignBase
 
-SIGNATURE_DOMAIN = "gialai-dispatcher approval v1"
+SIGNATURE_DOMAIN = "gialai-dispatcher approval v2"
 
 
 def _instant(value: datetime | None) -> str | None:
@@ -62,9 +63,10 @@ def content_hash(campaign: CampaignBase) -> str:
     return hashlib.sha256(canonical_content(campaign)).hexdigest()
 
 
-def signed_message(campaign_id: int, digest: str) -> bytes:
-    """The bytes an authority's key signs to approve campaign `campaign_id` at `digest`."""
-    return f"{SIGNATURE_DOMAIN}\ncampaign:{campaign_id}\ncontent:{digest}".encode()
+def signed_message(campaign_id: int, digest: str, approver: str) -> bytes:
+    """The bytes an authority's key signs for `approver` to approve `campaign_id` at `digest`."""
+    name = unicodedata.normalize("NFC", approver)
+    return f"{SIGNATURE_DOMAIN}\ncampaign:{campaign_id}\ncontent:{digest}\napprover:{name}".encode()
 
 
 def parse_public_key(encoded: str) -> Ed25519PublicKey:
@@ -77,14 +79,14 @@ def parse_public_key(encoded: str) -> Ed25519PublicKey:
 
 
 def signature_is_valid(
-    *, public_key: str, campaign_id: int, digest: str, signature: str | None
+    *, public_key: str, campaign_id: int, digest: str, approver: str, signature: str | None
 ) -> bool:
     """Whether `signature` (base64) is the authority key's signature of this approval."""
     if not signature:
         return False
     try:
         raw = base64.b64decode(signature, validate=True)
-        parse_public_key(public_key).verify(raw, signed_message(campaign_id, digest))
+        parse_public_key(public_key).verify(raw, signed_message(campaign_id, digest, approver))
     except (binascii.Error, ValueError, InvalidSignature):
         return False
     return True

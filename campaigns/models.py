@@ -16,6 +16,10 @@ SQLModel.metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 
+EARLIEST_YEAR = 2000
+LATEST_YEAR = 2100
+"""Dates and times a campaign may name: anything outside is a typing error, not a plan."""
+
 # 64-bit ids on PostgreSQL; SQLite only auto-increments a plain INTEGER primary key.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -48,6 +52,7 @@ class Role(StrEnum):
     OPERATOR = "operator"
     AUDITOR = "auditor"
     ADMIN = "admin"
+    AUTHORITY_ADMIN = "authority_admin"  # manages its authority's people, tokens and key
 
 
 class CampaignStatus(StrEnum):
@@ -102,6 +107,8 @@ class Authority(SQLModel, table=True):
     approvals_urgent: int = 1
     test_numbers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     public_key: str | None = Field(default=None, max_length=100)  # Ed25519, base64
+    # Recipient lists may hold numbers outside the registry and the authority's areas.
+    off_registry_lists: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
 
 
@@ -124,6 +131,8 @@ class ApiToken(SQLModel, table=True):
     token_hash: str = Field(max_length=64, unique=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=UtcDateTime)  # to the minute
 
 
 class Area(SQLModel, table=True):
@@ -215,6 +224,15 @@ class CampaignBase(SQLModel):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("must carry a timezone, e.g. 2020-02-02T08:00:00+07:00")
+        if value is not None and not EARLIEST_YEAR <= value.astimezone(UTC).year <= LATEST_YEAR:
+            raise ValueError(f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
+        return value
+
+    @field_validator("document_date")
+    @classmethod
+    def _sane_date(cls, value: date | None) -> date | None:
+        if value is not None and not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+            raise ValueError(f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
         return value
 
 
@@ -225,7 +243,9 @@ class Campaign(CampaignBase, table=True):
     content_hash: str = Field(default="", max_length=64)
     created_by_id: int = Field(foreign_key="app_user.id")
     reject_reason: str | None = Field(default=None, max_length=1000)
-    generation: int = 0  # bumped on resume, so send jobs can be queued again
+    generation: int = 0  # bumped by every edit after submission and by resume
+    # The content hash the approvals made it approved at; nothing else is ever sent.
+    approved_hash: str | None = Field(default=None, max_length=64)
     batches: int = 0
     recipients: int = 0
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
@@ -258,6 +278,15 @@ class Message(SQLModel, table=True):
         sa.Index("ix_message_status_submitted_at", "status", "submitted_at"),
         # A dead worker's claims.
         sa.Index("ix_message_claimed_by_status", "claimed_by", "status"),
+        # The report's count of late receipts: the few messages a late receipt corrected.
+        sa.Index(
+            "ix_message_late_receipt",
+            "campaign_id",
+            sqlite_where=sa.text("late_receipt"),
+            postgresql_where=sa.text("late_receipt"),
+        ),
+        # The last line of defence against a second copy: one message per number per campaign.
+        sa.Index("uq_message_campaign_msisdn", "campaign_id", "msisdn", unique=True),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
@@ -274,6 +303,7 @@ class Message(SQLModel, table=True):
     attempts: int = 0  # submit_sm answered for it (the most for one part)
     last_status: int | None = None  # the SMSC's last command_status for it
     doubt: str | None = Field(default=None, max_length=16)  # why it may not have arrived, or twice
+    late_receipt: bool = False  # `unknown` at the receipt timeout, then a receipt told the truth
 
 
 class Worker(SQLModel, table=True):
@@ -291,14 +321,41 @@ class MessagePart(SQLModel, table=True):
     """One submit_sm of a message: its SMSC message id and what the network said of it."""
 
     __tablename__ = "message_part"
+    __table_args__ = (
+        # Receipts are matched on the id's key within the account that handed it out.
+        sa.Index("ix_message_part_account_key", "account", "smsc_key"),
+        # An answer stored again (a commit whose acknowledgement was lost) adds nothing.
+        sa.Index("uq_message_part_id", "message_id", "part_no", "smsc_message_id", unique=True),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
     message_id: int = Field(sa_column=Column(BigId, sa.ForeignKey("message.id"), index=True))
     part_no: int
-    smsc_message_id: str = Field(max_length=64, index=True)
+    smsc_message_id: str = Field(max_length=64, index=True)  # as the SMSC wrote it
+    account: str = Field(default="", max_length=32)  # the SMSC account that handed it out
+    smsc_key: str = Field(default="", max_length=64)  # the id's comparable form (smsc_ids.key)
     status: MessageStatus = Field(default=MessageStatus.SUBMITTED, sa_type=sa.String(16))
-    error_code: int | None = None
+    error_code: int | None = None  # the receipt's err:
+    network_error: int | None = None  # the receipt's network_error_code TLV (type << 16 | code)
+    receipt_state: str | None = Field(default=None, max_length=16)  # the last state reported
     done_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class PendingReceipt(SQLModel, table=True):
+    """A delivery receipt stored before it matched a message: acknowledged, matched later."""
+
+    __tablename__ = "pending_receipt"
+    __table_args__ = (sa.Index("ix_pending_receipt_expired_id", "expired", "id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
+    account: str = Field(max_length=32)
+    smsc_message_id: str = Field(max_length=64)
+    state: str = Field(max_length=16)  # as reported: DELIVRD, ENROUTE…
+    error_code: int | None = None
+    network_error: int | None = None
+    received_at: datetime = Field(sa_type=UtcDateTime)
+    reason: str = Field(default="unmatched", max_length=16)  # unmatched, ambiguous, ids_unknown
+    expired: bool = False  # given up on after DISPATCHER_UNMATCHED_RECEIPT_TTL
 
 
 class AuditEntry(SQLModel, table=True):

@@ -1,38 +1,35 @@
-"""Competent authorities, their people and the people's API tokens (stored hashed).
+"""Competent authorities and their people.
 
-Every change is appended to the audit log under the `actor` that made it: a `User` (who must
-be an admin), or a label for a trusted caller without a user, such as "cli:<login>" for the
-command line. Tokens and their hashes never go into the log. `actor=None` writes no entry: it
-exists only for seeding and test fixtures that predate the audit log; every command and
-endpoint passes an actor.
+Every change is appended to the audit log under the `actor` that made it: a `User`, or a
+label for a trusted operator-side caller without a user, such as "cli:<login>" for the command
+line; who may do what is decided in `campaigns.custody`. `actor=None` checks nothing and writes
+no entry: it exists only for test fixtures; every command and endpoint passes an actor.
 """
 
 import base64
-import hashlib
 import re
-import secrets
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 from sqlmodel import Session, and_, col, func, select
 
-from campaigns import approval, audit
+from campaigns import approval, audit, custody, tokens
 from campaigns.areas import unknown_codes
-from campaigns.errors import InvalidInput, NotFound, PermissionDenied
-from campaigns.models import ApiToken, Authority, Role, User, utcnow
+from campaigns.custody import Actor
+from campaigns.errors import InvalidInput, NotFound
+from campaigns.models import ApiToken, Authority, Role, User
 from campaigns.numbers import NumberRejected, normalise_msisdn
-
-Actor = User | str
 
 AUTHORITY_CODE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 MAX_USERNAME: Final = 64
 MAX_NAME: Final = 200
 MAX_APPROVALS: Final = 100
-AUTHORITY_ROLES: Final = (Role.SUBMITTER, Role.APPROVER)
-OPERATOR_ROLES: Final = (Role.OPERATOR, Role.ADMIN)
+AUTHORITY_ROLES: Final = custody.AUTHORITY_ROLES
+OPERATOR_ROLES: Final = (Role.OPERATOR, Role.ADMIN)  # never of an authority
 
 
 class AuthorityChanges(BaseModel):
@@ -49,6 +46,7 @@ class AuthorityChanges(BaseModel):
     approvals_urgent: int | None = None
     test_numbers: list[str] | None = None
     public_key: str | None = None
+    off_registry_lists: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -58,11 +56,6 @@ class UserSummary:
     user: User
     authority_code: str | None
     live_tokens: int
-
-
-def hash_token(token: str) -> str:
-    """The stored form of an API token."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 # --- authorities ----------------------------------------------------------------------------
@@ -78,10 +71,12 @@ def create_authority(
     approvals_urgent: int = 1,
     test_numbers: list[str] | None = None,
     public_key: str | None = None,
+    off_registry_lists: bool = False,
     actor: Actor | None = None,
 ) -> Authority:
-    """Register a competent authority, allowed to target `areas`."""
-    _require_admin(actor)
+    """Register a competent authority, allowed to target `areas` (operator admins)."""
+    if actor is not None:
+        custody.require_operator_admin(actor)
     if not AUTHORITY_CODE.fullmatch(code):
         raise InvalidInput(
             f"authority code {code!r} must be 1 to 32 letters, digits, '.', '_' or '-'"
@@ -96,6 +91,7 @@ def create_authority(
         approvals_urgent=_checked_approvals("approvals_urgent", approvals_urgent),
         test_numbers=_checked_test_numbers(test_numbers or []),
         public_key=_checked_public_key(public_key),
+        off_registry_lists=off_registry_lists,
     )
     session.add(authority)
     session.flush()
@@ -107,7 +103,9 @@ def update_authority(
     *, session: Session, authority: Authority, changes: AuthorityChanges, actor: Actor | None
 ) -> Authority:
     """Apply `changes` to `authority`; audit what actually changed, from what to what."""
-    _require_admin(actor)
+    if actor is not None:
+        fields = set(changes.model_fields_set)
+        custody.require_may_change(actor, authority_id=authority.id, fields=fields)
     checked = _checked_changes(session, changes)
     before = _described(authority)
     diff = {
@@ -154,6 +152,10 @@ def _checked_changes(session: Session, changes: AuthorityChanges) -> dict[str, o
         )
     if "public_key" in given:
         checked["public_key"] = _checked_public_key(changes.public_key)
+    if "off_registry_lists" in given:
+        if changes.off_registry_lists is None:
+            raise InvalidInput("off_registry_lists may not be null")
+        checked["off_registry_lists"] = changes.off_registry_lists
     return checked
 
 
@@ -212,6 +214,7 @@ def _described(authority: Authority) -> dict[str, object]:
         "approvals_urgent": authority.approvals_urgent,
         "test_numbers": list(authority.test_numbers),
         "public_key": authority.public_key,
+        "off_registry_lists": authority.off_registry_lists,
     }
 
 
@@ -226,10 +229,18 @@ def create_user(
     role: Role,
     authority: Authority | None,
     actor: Actor | None = None,
+    ttl: timedelta = tokens.DEFAULT_TTL,
 ) -> tuple[User, str]:
     """Create a user and return it with its first API token, shown only this once."""
-    _require_admin(actor)
     username = _checked_username(username)
+    if actor is not None:
+        has_admin = authority is not None and _has_authority_admin(session, authority)
+        custody.require_may_create(
+            actor,
+            role=role,
+            authority_id=authority.id if authority else None,
+            authority_has_admin=has_admin,
+        )
     if role in AUTHORITY_ROLES and authority is None:
         raise InvalidInput(f"a user with role {role} belongs to an authority")
     if role in OPERATOR_ROLES and authority is not None:
@@ -251,7 +262,14 @@ def create_user(
         "authority": authority.code if authority else None,
     }
     _audit(session, actor, "user.create", f"user:{username}", details)
-    return user, issue_token(session=session, user=user, actor=actor)
+    return user, tokens.first_token(session=session, user=user, actor=actor, ttl=ttl)[0]
+
+
+def _has_authority_admin(session: Session, authority: Authority) -> bool:
+    found = session.exec(
+        select(User.id).where(User.authority_id == authority.id, User.role == Role.AUTHORITY_ADMIN)
+    ).first()
+    return found is not None
 
 
 def user_by_username(*, session: Session, username: str) -> User:
@@ -289,51 +307,7 @@ def _checked_username(username: str) -> str:
     return username
 
 
-# --- tokens ---------------------------------------------------------------------------------
-
-
-def issue_token(*, session: Session, user: User, actor: Actor | None = None) -> str:
-    """A new API token for `user`; only its hash is stored."""
-    _require_admin(actor)
-    assert user.id is not None
-    token = secrets.token_urlsafe(32)
-    stored = ApiToken(user_id=user.id, token_hash=hash_token(token))
-    session.add(stored)
-    session.flush()
-    _audit(session, actor, "token.issue", f"user:{user.username}", {"token_id": stored.id})
-    return token
-
-
-def revoke_tokens(*, session: Session, user: User, actor: Actor | None = None) -> int:
-    """Revoke every live token of `user`; return how many."""
-    _require_admin(actor)
-    tokens = session.exec(
-        select(ApiToken).where(ApiToken.user_id == user.id, col(ApiToken.revoked_at).is_(None))
-    ).all()
-    for token in tokens:
-        token.revoked_at = utcnow()
-        session.add(token)
-    session.flush()
-    details = {"revoked": len(tokens), "token_ids": [token.id for token in tokens]}
-    _audit(session, actor, "token.revoke", f"user:{user.username}", details)
-    return len(tokens)
-
-
-def user_by_token(*, session: Session, token: str) -> User | None:
-    """The user holding `token`, if the token is live."""
-    return session.exec(
-        select(User)
-        .join(ApiToken, col(ApiToken.user_id) == User.id)
-        .where(ApiToken.token_hash == hash_token(token), col(ApiToken.revoked_at).is_(None))
-    ).first()
-
-
-# --- who may, and the log -------------------------------------------------------------------
-
-
-def _require_admin(actor: Actor | None) -> None:
-    if isinstance(actor, User) and actor.role != Role.ADMIN:
-        raise PermissionDenied("only an admin manages authorities, people and tokens")
+# --- the log -------------------------------------------------------------------
 
 
 def _audit(

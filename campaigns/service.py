@@ -8,11 +8,16 @@ Who may do what:
   submitter, approves or rejects; the authority's submitters and approvers, and operators,
   cancel; operators pause and resume. Auditors and admins only read.
 A transition not allowed from the current state raises InvalidState and changes nothing.
+
+One writer at a time: every transition first re-reads the campaign under a row lock (`locked`,
+`SELECT … FOR NO KEY UPDATE` on PostgreSQL; SQLite's write lock is taken at BEGIN) and checks
+its state on what it read there, so a change committed meanwhile by another person or by the
+expansion is seen, never overwritten.
 """
 
 from sqlmodel import Session, col, func, select, update
 
-from campaigns import approval, areas, audit, content
+from campaigns import approval, areas, audit, characters, content
 from campaigns.errors import InvalidInput, InvalidState, NotFound, PermissionDenied
 from campaigns.models import (
     Approval,
@@ -37,6 +42,14 @@ CANCELLABLE = (S.DRAFT, S.SUBMITTED, S.APPROVED, S.SCHEDULED, S.SENDING, S.PAUSE
 AUTHORITY_ROLES = (Role.SUBMITTER, Role.APPROVER)
 
 
+def locked(*, session: Session, campaign: Campaign) -> Campaign:
+    """Re-read `campaign` as committed, locked until this transaction ends."""
+    # NO KEY UPDATE: it does not wait for the key-share locks messages take on their campaign
+    # while being inserted, so a cancel or an edit is not held up by a running expansion.
+    session.refresh(campaign, with_for_update={"key_share": True})
+    return campaign
+
+
 def get_visible(*, session: Session, campaign_id: int, actor: User) -> Campaign:
     """The campaign, if `actor` may see it."""
     campaign = session.get(Campaign, campaign_id)
@@ -48,10 +61,18 @@ def get_visible(*, session: Session, campaign_id: int, actor: User) -> Campaign:
 
 
 def list_visible(
-    *, session: Session, actor: User, status: CampaignStatus | None, limit: int, offset: int
+    *,
+    session: Session,
+    actor: User,
+    status: CampaignStatus | None,
+    limit: int,
+    offset: int = 0,
+    before_id: int | None = None,
 ) -> list[Campaign]:
-    """Campaigns `actor` may see, newest first."""
+    """Campaigns `actor` may see, newest first (older than `before_id` if given)."""
     query = select(Campaign).order_by(col(Campaign.id).desc()).limit(limit).offset(offset)
+    if before_id is not None:
+        query = query.where(col(Campaign.id) < before_id)
     if actor.authority_id is not None:
         query = query.where(Campaign.authority_id == actor.authority_id)
     if status is not None:
@@ -67,11 +88,15 @@ def sent_text(campaign: CampaignBase, policy: Policy) -> str:
 
 def check_content(*, session: Session, data: CampaignBase, actor: User, policy: Policy) -> None:
     """Refuse content that cannot be sent, or a target the authority may not reach."""
+    for field in ("text", "title", "sender", "document_number", "document_issuer"):
+        wrong = characters.problem(getattr(data, field), multiline=field == "text")
+        if wrong is not None:
+            raise InvalidInput(f"{field}: {wrong}")
     try:
         content.split(sent_text(data, policy), reference=0, max_parts=policy.max_parts)
     except content.ContentError as error:
         raise InvalidInput(f"text: {error}") from error
-    if not SENDER.match(data.sender):
+    if not SENDER.fullmatch(data.sender):
         raise InvalidInput("sender: a brandname of at most 11 letters/digits, or a short code")
     if not data.target_areas and data.recipient_list_id is None:
         raise InvalidInput("target_areas: name at least one area, or a recipient_list_id")
@@ -88,6 +113,8 @@ def check_content(*, session: Session, data: CampaignBase, actor: User, policy: 
     start = data.send_start or utcnow()
     if data.send_expiry is not None and data.send_expiry <= start:
         raise InvalidInput("send_expiry: must be after send_start (and in the future)")
+    if data.send_expiry is not None and data.send_expiry <= utcnow():
+        raise InvalidInput("send_expiry: the send window has already passed")
 
 
 def _normalised(data: CampaignBase, policy: Policy) -> CampaignBase:
@@ -124,6 +151,7 @@ def edit(
 ) -> Campaign:
     """Change a campaign before it sends; an edit after submission voids every approval."""
     _require_role(actor, Role.SUBMITTER)
+    locked(session=session, campaign=campaign)
     _require(campaign, *EDITABLE)
     data = _normalised(data, policy)
     check_content(session=session, data=data, actor=actor, policy=policy)
@@ -133,6 +161,7 @@ def edit(
     if campaign.status != S.DRAFT:
         campaign.status = S.SUBMITTED
         campaign.generation += 1  # a scheduled send job of the old content must not run
+        campaign.approved_hash = None
     session.add(campaign)
     session.flush()
     record_event(session, actor, "campaign.edit", campaign, old_hash=old_hash)
@@ -142,6 +171,7 @@ def edit(
 def submit(*, session: Session, campaign: Campaign, actor: User) -> Campaign:
     """Submit a draft for approval."""
     _require_role(actor, Role.SUBMITTER)
+    locked(session=session, campaign=campaign)
     _require(campaign, S.DRAFT)
     campaign.status = S.SUBMITTED
     campaign.submitted_at = utcnow()
@@ -179,6 +209,8 @@ def approve(
 ) -> Campaign:
     """Approve the exact content named by `content_hash`; enough approvals make it approved."""
     _require_authority_approver(campaign, actor)
+    # Two approvers at once: the second waits here, then counts the first one's approval.
+    locked(session=session, campaign=campaign)
     _require(campaign, S.SUBMITTED)
     if content_hash != campaign.content_hash:
         raise InvalidState(
@@ -191,6 +223,7 @@ def approve(
         public_key=authority.public_key,
         campaign_id=campaign.id,
         digest=content_hash,
+        approver=actor.username,
         signature=signature,
     ):
         raise PermissionDenied("the approval needs a valid signature by the authority's key")
@@ -221,6 +254,7 @@ def approve(
         start = campaign.send_start
         campaign.status = S.SCHEDULED if start and start > utcnow() else S.APPROVED
         campaign.approved_at = utcnow()
+        campaign.approved_hash = content_hash
         session.add(campaign)
         session.flush()
     record_event(
@@ -239,6 +273,7 @@ def approve(
 def reject(*, session: Session, campaign: Campaign, actor: User, reason: str) -> Campaign:
     """Refuse a submitted campaign, with the reason."""
     _require_authority_approver(campaign, actor)
+    locked(session=session, campaign=campaign)
     _require(campaign, S.SUBMITTED)
     campaign.status = S.REJECTED
     campaign.reject_reason = reason
@@ -252,6 +287,7 @@ def cancel(*, session: Session, campaign: Campaign, actor: User) -> Campaign:
     """Stop a campaign for good; every message not yet submitted ends `cancelled`."""
     if actor.role not in (*AUTHORITY_ROLES, Role.OPERATOR):
         raise PermissionDenied("only the authority's people or an operator cancel a campaign")
+    locked(session=session, campaign=campaign)
     _require(campaign, *CANCELLABLE)
     campaign.status = S.CANCELLED
     campaign.completed_at = utcnow()
@@ -264,6 +300,7 @@ def cancel(*, session: Session, campaign: Campaign, actor: User) -> Campaign:
 def pause(*, session: Session, campaign: Campaign, actor: User) -> Campaign:
     """Hold a sending campaign; its queued messages wait."""
     _require_role(actor, Role.OPERATOR)
+    locked(session=session, campaign=campaign)
     _require(campaign, S.SENDING)
     campaign.status = S.PAUSED
     session.add(campaign)
@@ -275,6 +312,7 @@ def pause(*, session: Session, campaign: Campaign, actor: User) -> Campaign:
 def resume(*, session: Session, campaign: Campaign, actor: User) -> Campaign:
     """Send a paused campaign's queued messages again."""
     _require_role(actor, Role.OPERATOR)
+    locked(session=session, campaign=campaign)
     _require(campaign, S.PAUSED)
     campaign.status = S.SENDING
     campaign.generation += 1

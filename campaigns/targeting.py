@@ -1,7 +1,10 @@
 """Who a campaign reaches, worked out inside the database: no recipient list passes through Python.
 
 Recipients are the active subscribers registered in the target areas (and in units that map
-into them), plus the numbers of the campaign's recipient list, each number once. Opted-out
+into them), plus the numbers of the campaign's recipient list, each number once. A list's
+numbers count only while they are active subscribers in the authority's areas, unless the
+authority is granted off-registry lists (checked again here, at expansion, for subscribers who
+changed since the upload). Opted-out
 numbers are left out of `normal` campaigns and kept in `urgent` ones. An exercise reaches the
 authority's registered test numbers only, whatever its target says. Each message keeps the area
 its number is registered in (none for a number outside the registry), so that reports count
@@ -30,7 +33,10 @@ _RECIPIENTS = """
         UNION ALL
         SELECT e.msisdn, l.area_code FROM recipient_list_entry e
         LEFT JOIN subscriber l ON l.msisdn = e.msisdn
-        WHERE e.list_id = :list_id
+        WHERE e.list_id = :list_id AND (:off_registry OR EXISTS (
+            SELECT 1 FROM subscriber r
+            WHERE r.msisdn = e.msisdn AND r.status = 'active' AND r.area_code IN :allowed_codes
+        ))
     ),
     distinct_numbers AS (
         SELECT msisdn, MAX(area_code) AS area_code FROM reached GROUP BY msisdn
@@ -46,9 +52,9 @@ _EXPAND = text(
            r.msisdn, r.area_code, :parts, :queued
     FROM ({_RECIPIENTS}) r
     """
-).bindparams(bindparam("area_codes", expanding=True))
+).bindparams(bindparam("area_codes", expanding=True), bindparam("allowed_codes", expanding=True))
 _COUNT = text(f"SELECT COUNT(*) FROM ({_RECIPIENTS}) r").bindparams(
-    bindparam("area_codes", expanding=True)
+    bindparam("area_codes", expanding=True), bindparam("allowed_codes", expanding=True)
 )
 
 
@@ -58,6 +64,19 @@ def _parameters(session: Session, campaign: Campaign) -> dict[str, object]:
         "area_codes": areas.resolve(session, campaign.target_areas) or ["-"],
         "list_id": campaign.recipient_list_id or -1,
         "urgent": campaign.priority == Priority.URGENT,
+        **_list_rules(session, campaign),
+    }
+
+
+def _list_rules(session: Session, campaign: Campaign) -> dict[str, object]:
+    """Where a list's numbers must be registered, unless the authority may go beyond."""
+    if campaign.recipient_list_id is None:
+        return {"off_registry": False, "allowed_codes": ["-"]}
+    authority = session.get(Authority, campaign.authority_id)
+    assert authority is not None
+    return {
+        "off_registry": authority.off_registry_lists,
+        "allowed_codes": areas.resolve(session, authority.areas) or ["-"],
     }
 
 

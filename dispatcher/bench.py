@@ -36,6 +36,7 @@ class Figures:
     steady_rate: float = 0.0  # submits/s from 10 % to 90 % of the campaign's submits
     throttled: int = 0  # submit_sm the SMSC answered with ESME_RTHROTTLED
     smsc_submits: int = 0
+    worker_cpu_seconds: float = 0.0  # all workers, from approval to the last message final
 
 
 def _rate(count: int, first: datetime | None, last: datetime | None) -> float:
@@ -90,7 +91,13 @@ def steady_rate(stack: Stack, campaign_id: int) -> float:
 
 
 def run(
-    subscribers: int, var_dir: Path, window: int, workers: int, console: Console, rate: float = 0
+    subscribers: int,
+    var_dir: Path,
+    window: int,
+    workers: int,
+    console: Console,
+    rate: float = 0,
+    metrics: bool = True,
 ) -> Figures:
     """Run the benchmark campaign, then (without a rate) the simulator's ceiling, in one stack."""
     stats_file = var_dir / "smsc-stats.json"
@@ -103,14 +110,17 @@ def run(
         window=window,
         workers=workers,
         simulator_args=simulator_args,
+        environment={} if metrics else {"DISPATCHER_METRICS_ENABLED": "false"},
     )
     with Stack(config) as stack:
         seeded = flow.seed(stack.settings.effective_database_url, subscribers)
         with httpx.Client(base_url=stack.api_url, timeout=60) as client:
+            cpu_before = sum(stack.cpu_seconds(name) for name in stack.worker_names)
             started = time.monotonic()
             campaign_id = flow.run_campaign(client, seeded)
             flow.watch(stack, client, seeded.approver_token, campaign_id, 3600, console)
             wall = time.monotonic() - started
+            cpu = sum(stack.cpu_seconds(name) for name in stack.worker_names) - cpu_before
         submits, receipts, end_to_end = measure(stack, campaign_id, wall)
         steady = steady_rate(stack, campaign_id)
         worker_mb = max(stack.peak_memory_mb(name) for name in stack.worker_names)
@@ -145,6 +155,7 @@ def run(
         steady_rate=steady,
         throttled=smsc.throttled,
         smsc_submits=smsc.submits,
+        worker_cpu_seconds=cpu,
     )
 
 
@@ -157,6 +168,11 @@ def report(figures: Figures, console: Console) -> None:
     console.print(f"workers:             {figures.workers} (one bind each, one SMSC account)")
     console.print(f"worker peak memory:  {figures.worker_peak_mb:,.0f} MB (the largest)")
     console.print(f"api peak memory:     {figures.api_peak_mb:,.0f} MB")
+    per_message = figures.worker_cpu_seconds / figures.messages * 1e6 if figures.messages else 0
+    console.print(
+        f"worker CPU:          {figures.worker_cpu_seconds:,.1f} s "
+        f"({per_message:,.0f} µs per message, all workers)"
+    )
     if figures.rate:
         deviation = (figures.steady_rate - figures.rate) / figures.rate
         attempts = figures.smsc_submits + figures.throttled

@@ -45,16 +45,10 @@ def api(
     port: Annotated[int | None, typer.Option(help="Listen port [default: settings]")] = None,
 ) -> None:
     """Serve the HTTP API."""
-    import uvicorn
+    from dispatcher.api.server import serve
 
     settings = get_settings()
-    uvicorn.run(
-        "dispatcher.api.app:create_app",
-        factory=True,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        log_level="info",
-    )
+    serve(settings, host or settings.api_host, port or settings.api_port)
 
 
 @app.command()
@@ -117,6 +111,7 @@ def demo(
     config = StackConfig(
         var_dir=var_dir,
         smsc=_host_port(smsc) if smsc else None,
+        smsc_ids="auto" if smsc else "dec",  # another SMSC's ids are learnt
         system_id=system_id,
         password=password,
         rate=rate,
@@ -130,7 +125,10 @@ def demo(
         )
         database_url = stack.settings.effective_database_url
         seeded = flow.seed(database_url, subscribers)
-        console.print(f"Seeded 1 authority, 2 users and {subscribers:,} subscribers in Gia Lai")
+        console.print(
+            "Seeded 1 authority (its admin, a submitter, an approver) and "
+            f"{subscribers:,} subscribers in Gia Lai"
+        )
         with httpx.Client(base_url=stack.api_url, timeout=30) as client:
             campaign_id = flow.run_campaign(client, seeded)
             console.print(f"Campaign {campaign_id} created, submitted and approved via the API")
@@ -183,6 +181,9 @@ def bench(
     var_dir: Annotated[Path, typer.Option(help="Working directory, emptied first")] = Path(
         "var/bench"
     ),
+    metrics: Annotated[
+        bool, typer.Option(help="Workers record latencies and publish live figures")
+    ] = True,
 ) -> None:
     """Benchmark one campaign end to end against the simulator."""
     from dispatcher import bench as benchmark
@@ -190,7 +191,25 @@ def bench(
     console = Console()
     _fresh(var_dir)
     count = subscribers or (int(rate * 40) if rate else 200_000)
-    benchmark.report(benchmark.run(count, var_dir, window, workers, console, rate), console)
+    figures = benchmark.run(count, var_dir, window, workers, console, rate, metrics)
+    benchmark.report(figures, console)
+
+
+@app.command()
+def status(
+    once: Annotated[bool, typer.Option("--once", help="Print one snapshot and exit")] = False,
+    interval: Annotated[
+        float,
+        typer.Option(
+            min=0.2, help="Seconds between refreshes (and over which --once measures rates)"
+        ),
+    ] = 1.0,
+) -> None:
+    """Show the SMSC binds, queues and campaigns live, as the operator page does."""
+    from dispatcher.watching.feed import watcher_for
+    from dispatcher.watching.terminal import show
+
+    show(watcher_for(get_settings()), Console(), once=once, interval=interval)
 
 
 @app.command()

@@ -14,13 +14,21 @@ from dispatcher.settings import get_settings
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for `url`; on SQLite with WAL, a busy timeout and write-locking transactions."""
+    """An engine for `url`; on SQLite with WAL, a busy timeout and write-locking transactions.
+
+    Statement parameters are never rendered into errors or logs (`hide_parameters`): they may
+    be subscriber numbers.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=10, max_overflow=10, hide_parameters=True
+        )
     if parsed.database:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 60}, hide_parameters=True
+    )
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine

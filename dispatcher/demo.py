@@ -31,8 +31,15 @@ class Seeded:
     approver_token: str
 
 
+SEEDER = "seed-demo"  # how the audit log names the deployment's bootstrap
+
+
 def seed(database_url: str, subscribers: int) -> Seeded:
-    """An authority with a submitter and an approver, the areas, and synthetic subscribers."""
+    """An authority with a submitter and an approver, the areas, and synthetic subscribers.
+
+    As a deployment would: the operator side registers the authority and its first
+    authority_admin, who then creates the authority's submitter and approver; all audited.
+    """
     engine = make_engine(database_url)
     with session_scope(engine) as session:
         areas.seed_gia_lai(session)
@@ -41,6 +48,15 @@ def seed(database_url: str, subscribers: int) -> Seeded:
             code="STTTT-GL",
             name="Sở Thông tin và Truyền thông Gia Lai",
             areas=[areas.GIA_LAI],
+            actor=SEEDER,
+        )
+        steward, _ = create_user(
+            session=session,
+            username="chau.le",
+            name="Lê Minh Châu",
+            role=Role.AUTHORITY_ADMIN,
+            authority=authority,
+            actor=SEEDER,
         )
         _, submitter = create_user(
             session=session,
@@ -48,6 +64,7 @@ def seed(database_url: str, subscribers: int) -> Seeded:
             name="Nguyễn Văn An",
             role=Role.SUBMITTER,
             authority=authority,
+            actor=steward,
         )
         _, approver = create_user(
             session=session,
@@ -55,6 +72,7 @@ def seed(database_url: str, subscribers: int) -> Seeded:
             name="Trần Thị Bình",
             role=Role.APPROVER,
             authority=authority,
+            actor=steward,
         )
         insert_subscribers(session=session, count=subscribers)
     engine.dispose()

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from campaigns.policy import Policy
 from dispatcher.sending.answers import Action
+from dispatcher.sending.smsc_ids import IdBase
 
 
 class OnConnectionLoss(StrEnum):
@@ -17,6 +18,13 @@ class OnConnectionLoss(StrEnum):
 
     UNKNOWN = "unknown"  # never written again: the message ends `unknown`, counted in doubt
     RESEND = "resend"  # written again on the next link, marked in doubt (it may arrive twice)
+
+
+class ReceiptsPer(StrEnum):
+    """What one delivery receipt reports on, for a message sent in several parts."""
+
+    PART = "part"  # one receipt per submit_sm (SMPP's way): the message ends with its last part
+    MESSAGE = "message"  # one receipt for the whole message: it ends every part
 
 
 class AccountSettings(BaseModel):
@@ -48,6 +56,13 @@ class AccountSettings(BaseModel):
     max_attempts: int = Field(default=5, ge=1, description="tries of a temporary error")
     retry_for: float = Field(default=600.0, gt=0, description="seconds a message may be retried")
     retry_backoff: float = Field(default=1.0, gt=0, description="first retry delay in seconds")
+    submit_ids: IdBase = Field(
+        default=IdBase.AUTO, description="how submit_sm_resp writes ids: dec, hex, text, auto"
+    )
+    receipt_ids: IdBase = Field(
+        default=IdBase.AUTO, description="how delivery receipts write ids: dec, hex, text, auto"
+    )
+    receipts_per: ReceiptsPer = ReceiptsPer.PART
 
 
 class Settings(BaseSettings):
@@ -61,6 +76,9 @@ class Settings(BaseSettings):
     binds: list[AccountSettings] = Field(default_factory=lambda: [AccountSettings()])
     batch_size: int = Field(default=1000, ge=1, le=1000)
     receipt_timeout: float = Field(default=3600.0, gt=0, description="seconds until `unknown`")
+    unmatched_receipt_ttl: float = Field(
+        default=3600.0, gt=0, description="seconds a receipt matching no message is kept trying"
+    )
     job_timeout: int = Field(
         default=3600,
         ge=5,
@@ -80,10 +98,47 @@ class Settings(BaseSettings):
     )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    max_request_bytes: int = Field(
+        default=1 << 20, ge=1024, description="largest request body, uploads aside"
+    )
+    max_upload_bytes: int = Field(
+        default=32 << 20, ge=1024, description="largest recipient-list upload (multipart)"
+    )
+    max_upload_rows: int = Field(
+        default=1_000_000, ge=1, description="rows a recipient-list upload may hold"
+    )
+    body_read_timeout: float = Field(
+        default=30.0, gt=0, description="seconds to wait for each chunk of a request body"
+    )
+    api_keep_alive_timeout: int = Field(
+        default=5, ge=1, description="seconds an idle HTTP connection is kept open"
+    )
+    headers_timeout: float = Field(
+        default=10.0, gt=0, description="seconds a request's line and headers may take to arrive"
+    )
+    api_max_header_bytes: int = Field(
+        default=16384, ge=1024, description="largest request line and headers together"
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins allowed to call the API from a browser"
+    )
     queue_name: str = "dispatcher"
     max_parts: int = Field(default=6, ge=1, le=255, description="SMS parts one message may take")
     exercise_marker: str = "[DIỄN TẬP] "
     default_validity_hours: float = Field(default=24, gt=0)
+    metrics_enabled: bool = Field(default=True, description="record latencies and publish figures")
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="a worker's /metrics port; unset: none"
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="where a worker's /metrics listens")
+    metrics_networks: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="who may read /metrics without an operator token (CIDR)",
+    )
+    ops_session_hours: float = Field(default=8, gt=0, description="operator page sign-in lifetime")
+    auth_failures_per_minute: int = Field(
+        default=20, ge=1, description="failed authentications per client address and minute"
+    )
 
     @property
     def policy(self) -> Policy:

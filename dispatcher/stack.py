@@ -51,6 +51,7 @@ class StackConfig:
     database_url: str | None = None
     redis_url: str | None = None
     smsc: tuple[str, int] | None = None  # None: start the built-in simulator
+    smsc_ids: str = "dec"  # how the SMSC writes message ids (the simulator: decimal); or "auto"
     simulator_args: list[str] = field(default_factory=list)
     system_id: str = "dispatcher"
     password: str = "secret"
@@ -64,6 +65,7 @@ class StackConfig:
     requeue_after: float = 60.0
     queue_name: str = "dispatcher"
     environment: dict[str, str] = field(default_factory=dict)  # more DISPATCHER_* settings
+    worker_metrics: bool = False  # each worker serves /metrics on a port of its own
 
 
 class Stack:
@@ -76,6 +78,7 @@ class Stack:
         self.api_port = free_port()
         self.smsc_host, self.smsc_port = config.smsc or ("127.0.0.1", free_port())
         self._own_redis = False
+        self.metrics_ports: dict[str, int] = {}  # worker name → its /metrics port
         self.settings = Settings(
             var_dir=config.var_dir,
             database_url=config.database_url,
@@ -106,6 +109,8 @@ class Stack:
                 "rate": self.config.rate,
                 "window": self.config.window,
                 "max_sessions": self.config.max_sessions or self.config.workers,
+                "submit_ids": self.config.smsc_ids,
+                "receipt_ids": self.config.smsc_ids,
                 **self.config.account,
             }
         ]
@@ -156,15 +161,21 @@ class Stack:
             wait_until(lambda: _accepts(self.smsc_host, self.smsc_port), 20, "SMSC simulator")
         self.spawn("api", ["api", "--port", str(self.api_port)])
         for name in self.worker_names:
-            self.spawn(name, ["worker"])
+            more = {}
+            if self.config.worker_metrics:
+                self.metrics_ports[name] = free_port()
+                more["DISPATCHER_METRICS_PORT"] = str(self.metrics_ports[name])
+            self.spawn(name, ["worker"], more)
         wait_until(self._api_healthy, 30, "API")
 
-    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, name: str, args: list[str], environment: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start `dispatcher ARGS...` as a child process logging to var/logs/NAME.log."""
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
         process = subprocess.Popen(
             [sys.executable, "-m", "dispatcher", *args],
-            env=self.environment(),
+            env={**self.environment(), **(environment or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -176,7 +187,7 @@ class Stack:
     def _api_healthy(self) -> bool:
         self.check_alive()
         try:
-            return httpx.get(f"{self.api_url}/health", timeout=1).status_code == 200
+            return httpx.get(f"{self.api_url}/ready", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -193,6 +204,12 @@ class Stack:
         status = Path(f"/proc/{self.processes[name].pid}/status").read_text()
         kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
         return kb / 1024
+
+    def cpu_seconds(self, name: str) -> float:
+        """CPU time (user and system) a child process has used so far (Linux)."""
+        fields = Path(f"/proc/{self.processes[name].pid}/stat").read_text().rsplit(")", 1)[1]
+        user, system = fields.split()[11:13]
+        return (int(user) + int(system)) / os.sysconf("SC_CLK_TCK")
 
     def stop(self, name: str, timeout: float = 15.0) -> None:
         """Stop one child: SIGTERM, then SIGKILL if it does not go."""

@@ -12,12 +12,15 @@ from pathlib import Path
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.engine import make_url
 
+from campaigns import areas
+from campaigns.models import Campaign, Message, Role
+from campaigns.people import create_authority, create_user
 from dispatcher import embedded_redis, migrate
 from dispatcher.api.app import create_app
-from dispatcher.db import make_engine
+from dispatcher.db import make_engine, session_scope
 
 TEST_DATABASE_URL = os.environ.get("DISPATCHER_TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("DISPATCHER_TEST_REDIS_URL")
@@ -87,6 +90,53 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def messages(engine: Engine) -> list[int]:
+    """A campaign with ten queued messages to Pleiku (area 622); their ids, in order."""
+    with session_scope(engine) as session:
+        areas.seed_gia_lai(session)
+        authority = create_authority(session=session, code="A", name="A")
+        user, _ = create_user(
+            session=session, username="u", name="u", role=Role.SUBMITTER, authority=authority
+        )
+        campaign = Campaign(
+            title="t",
+            text="x",
+            sender="S",
+            target_areas=["622"],
+            authority_id=authority.id,
+            created_by_id=user.id,
+        )
+        session.add(campaign)
+        session.flush()
+        session.connection().execute(
+            insert(Message.__table__),  # type: ignore[attr-defined]
+            [
+                {
+                    "campaign_id": campaign.id,
+                    "batch_no": 0,
+                    "msisdn": f"+8491234{i:04d}",
+                    "area_code": "622",
+                    "status": "queued",
+                }
+                for i in range(10)
+            ],
+        )
+    with engine.connect() as connection:
+        return list(
+            connection.execute(select(Message.id).order_by(Message.id)).scalars()  # type: ignore[arg-type]
+        )
+
+
+@pytest.fixture
+def campaign_id(engine: Engine, messages: list[int]) -> int:
+    """The campaign of `messages`."""
+    with engine.connect() as connection:
+        found = connection.execute(select(Message.campaign_id)).scalars().first()
+    assert found is not None
+    return int(found)
 
 
 @pytest.fixture

@@ -66,8 +66,9 @@ def _create(client: TestClient, headers: dict[str, str], **changes: object) -> i
     return campaign_id
 
 
-def test_health_needs_no_token(client: TestClient) -> None:
-    assert client.get("/health").json() == {"status": "ok", "database": "ok", "redis": "ok"}
+def test_health_and_ready_need_no_token(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/ready").json()["status"] == "ok"
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-token"}])

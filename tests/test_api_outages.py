@@ -305,10 +305,18 @@ def queued_jobs(redis_url: str) -> list[bytes]:
         client.close()
 
 
-def test_health_is_ready_when_the_database_and_redis_answer(client: TestClient) -> None:
-    answer = client.get("/health")
+def test_ready_when_the_database_and_redis_answer_and_the_schema_is_at_head(
+    client: TestClient,
+) -> None:
+    answer = client.get("/ready")
     assert answer.status_code == 200
-    assert answer.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+    assert answer.json() == {
+        "status": "ok",
+        "database": "ok",
+        "redis": "ok",
+        "schema_revision": migrate.head(),
+    }
+    assert client.get("/health").json() == {"status": "ok"}
 
 
 def test_the_api_starts_without_redis_and_serves_actions_once_it_is_back(
@@ -322,7 +330,7 @@ def test_the_api_starts_without_redis_and_serves_actions_once_it_is_back(
     redis_proxy.cut()
     point_app_at(monkeypatch, redis_url=proxied_redis_url(redis_url, redis_proxy))
     with TestClient(create_app()) as client:  # start-up does not wait for Redis
-        health = client.get("/health")
+        health = client.get("/ready")
         assert_unavailable(health, "queue_unavailable")
         assert health.json()["error"]["message"] == "database: ok, redis: unavailable"
 
@@ -336,7 +344,7 @@ def test_the_api_starts_without_redis_and_serves_actions_once_it_is_back(
             assert session.exec(select(Approval)).all() == []
 
         redis_proxy.restore()
-        assert client.get("/health").json() == {"status": "ok", "database": "ok", "redis": "ok"}
+        assert client.get("/ready").json()["status"] == "ok"
         answer = approve(client, world, campaign)
         assert answer.status_code == 200, answer.text
         assert answer.json()["status"] == "approved"
@@ -425,12 +433,12 @@ def test_an_unreachable_sqlite_file_is_a_503_until_it_is_back(
         )
         created = client.post("/v1/campaigns", headers=world["submitter"], json=CAMPAIGN)
         assert_unavailable(created, "database_unavailable")
-        health = client.get("/health")
+        health = client.get("/ready")
         assert_unavailable(health, "database_unavailable")
         assert health.json()["error"]["message"] == "database: unavailable, redis: ok"
 
         (tmp_path / "elsewhere").rename(tmp_path / "db")
-        assert client.get("/health").status_code == 200
+        assert client.get("/ready").status_code == 200
         listed = client.get("/v1/campaigns", headers=world["operator"])
         assert listed.status_code == 200 and listed.json() == []  # the refused create left nothing
 
@@ -443,7 +451,7 @@ def test_a_database_where_nothing_listens_is_a_503_and_the_api_still_starts(
         port = probe.getsockname()[1]
     point_app_at(monkeypatch, database=f"postgresql+psycopg://postgres@127.0.0.1:{port}/test")
     with TestClient(create_app()) as client:
-        health = client.get("/health")
+        health = client.get("/ready")
         assert_unavailable(health, "database_unavailable")
         assert health.json()["error"]["message"] == "database: unavailable, redis: ok"
         answer = client.get("/v1/campaigns", headers={"Authorization": "Bearer some-token"})
@@ -507,12 +515,12 @@ def test_postgresql_lost_and_back(
         )
         created = client.post("/v1/campaigns", headers=world["submitter"], json=CAMPAIGN)
         assert_unavailable(created, "database_unavailable")
-        health = client.get("/health")
+        health = client.get("/ready")
         assert_unavailable(health, "database_unavailable")
         assert health.json()["error"]["message"] == "database: unavailable, redis: ok"
 
         proxy.restore()
-        assert client.get("/health").status_code == 200
+        assert client.get("/ready").status_code == 200
         listed = client.get("/v1/campaigns", headers=world["operator"])
         assert listed.status_code == 200 and listed.json() == []
     with Session(engine) as session:

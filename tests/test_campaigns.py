@@ -156,8 +156,11 @@ def signing_key(engine: Engine, world: World) -> Ed25519PrivateKey:
     return key
 
 
-def _sign(key: Ed25519PrivateKey, campaign_id: object, digest: object) -> str:
-    return base64.b64encode(key.sign(signed_message(int(str(campaign_id)), str(digest)))).decode()
+def _sign(
+    key: Ed25519PrivateKey, campaign_id: object, digest: object, approver: str = "approver"
+) -> str:
+    message = signed_message(int(str(campaign_id)), str(digest), approver)
+    return base64.b64encode(key.sign(message)).decode()
 
 
 def test_a_signature_is_required_where_the_authority_has_a_key(
@@ -186,6 +189,24 @@ def test_a_signature_is_required_where_the_authority_has_a_key(
     assert [a.status_code for a in refused] == [403, 403, 403, 403]  # type: ignore[attr-defined]
     good = _sign(signing_key, campaign["id"], campaign["content_hash"])
     answer = approve(client, world, campaign, signature=good)
+    assert answer.json()["status"] == "approved"  # type: ignore[attr-defined]
+
+
+def test_a_signature_names_its_approver_and_counts_for_no_one_else(
+    client: TestClient, world: World, signing_key: Ed25519PrivateKey, engine: Engine
+) -> None:
+    with session_scope(engine) as session:
+        authority = session.get(Authority, world.authority_ids["a"])
+        authority.approvals_normal = 2  # type: ignore[union-attr]
+        session.add(authority)
+    campaign = submitted(client, world)
+    first = _sign(signing_key, campaign["id"], campaign["content_hash"], "approver")
+    assert approve(client, world, campaign, signature=first).status_code == 200  # type: ignore[attr-defined]
+    # The first approver's signature does not fill the second slot.
+    reused = approve(client, world, campaign, "approver2", signature=first)
+    assert reused.status_code == 403  # type: ignore[attr-defined]
+    own = _sign(signing_key, campaign["id"], campaign["content_hash"], "approver2")
+    answer = approve(client, world, campaign, "approver2", signature=own)
     assert answer.json()["status"] == "approved"  # type: ignore[attr-defined]
 
 

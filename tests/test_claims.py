@@ -1,50 +1,11 @@
 """Claims and answers in the database, and what becomes of a dead worker's messages."""
 
-import pytest
 import redis
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 
-from campaigns import areas
-from campaigns.models import Campaign, Message, MessagePart, Role
-from campaigns.people import create_authority, create_user
-from dispatcher.db import session_scope
+from campaigns.models import Message, MessagePart
 from dispatcher.sending import claims, wirelog, workers
 from dispatcher.sending.submissions import Answer, Outcome
-
-
-@pytest.fixture
-def campaign_id(engine: Engine) -> int:
-    """A campaign with ten queued messages."""
-    with session_scope(engine) as session:
-        areas.seed_gia_lai(session)
-        authority = create_authority(session=session, code="A", name="A")
-        user, _ = create_user(
-            session=session, username="u", name="u", role=Role.SUBMITTER, authority=authority
-        )
-        campaign = Campaign(
-            title="t",
-            text="x",
-            sender="S",
-            target_areas=["622"],
-            authority_id=authority.id,
-            created_by_id=user.id,
-        )
-        session.add(campaign)
-        session.flush()
-        session.connection().execute(
-            insert(Message.__table__),  # type: ignore[attr-defined]
-            [
-                {
-                    "campaign_id": campaign.id,
-                    "batch_no": 0,
-                    "msisdn": f"+8491234{i:04d}",
-                    "status": "queued",
-                }
-                for i in range(10)
-            ],
-        )
-        assert campaign.id is not None
-        return campaign.id
 
 
 def rows(engine: Engine) -> list[tuple[str, int | None, str | None, int]]:
@@ -130,12 +91,49 @@ def test_a_dead_workers_unwritten_messages_go_back_and_written_ones_are_in_doubt
     assert workers.needing_recovery(engine, dead_after=0) == [worker_id]
     written = wirelog.written(client, "q", worker_id)
     assert written == set(held[1:3])
-    assert workers.recover(engine, worker_id, written) == (3, 2)
+    assert workers.recover(engine, worker_id, written) == (0, 3, 2)
     states = rows(engine)
     assert states[0][0] == "submitted"
     assert states[1:3] == [("unknown", worker_id, claims.WORKER_LOST, 0)] * 2
     assert states[3:6] == [("queued", None, None, 0)] * 3  # never written: sent once, elsewhere
     assert not workers.beat(engine, worker_id)  # the worker, if it was only cut off, must stop
+    client.close()
+
+
+def test_answers_heard_but_not_stored_by_a_dead_worker_are_stored_for_it(
+    engine: Engine, campaign_id: int, redis_url: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    worker_id = workers.register(engine)
+    wirelog.start(client, "q", worker_id)
+    held = [
+        m for m, _ in claims.claim(engine, campaign_id=campaign_id, worker_id=worker_id, limit=5)
+    ]
+    log = wirelog.WireLog(client, "q", worker_id, "smsc1#0")
+    log.record(held)
+    accepted = Answer(held[0], Outcome.ACCEPTED, smsc_message_id="a0", attempts=1)
+    first_part = Answer(held[1], Outcome.ACCEPTED, part_no=0, smsc_message_id="b0", final=False)
+    refused = Answer(held[2], Outcome.FAILED, command_status=0x0B, attempts=1)
+    stored = Answer(held[3], Outcome.ACCEPTED, smsc_message_id="d0", attempts=1)
+    # Heard, noted; only the last one was stored before the worker died (not yet forgotten).
+    log.heard({held[0]: [accepted], held[1]: [first_part], held[2]: [refused], held[3]: [stored]})
+    claims.store_answers(engine, worker_id, [stored])
+    written = wirelog.written(client, "q", worker_id)
+    heard = wirelog.heard(client, "q", worker_id)
+    assert heard[held[1]] == [first_part]
+    # Answered: the accepted and the refused one. In doubt: the half-answered long message and
+    # the one never answered. Nothing queued: all five were written.
+    assert workers.recover(engine, worker_id, written, heard) == (2, 0, 2)
+    states = rows(engine)
+    assert [s for s, *_ in states[:5]] == ["submitted", "unknown", "failed", "submitted", "unknown"]
+    with engine.connect() as connection:
+        parts = connection.execute(
+            select(MessagePart.message_id, MessagePart.smsc_message_id).order_by(  # type: ignore[call-overload]
+                MessagePart.message_id
+            )
+        ).all()
+    # Each SMSC id kept once, so receipts still match; the stored answer not stored twice.
+    assert [tuple(p) for p in parts] == [(held[0], "a0"), (held[1], "b0"), (held[3], "d0")]
     client.close()
 
 
@@ -149,7 +147,7 @@ def test_with_the_write_ahead_log_lost_every_held_message_is_in_doubt(
     client.flushdb()  # Redis restarted empty
     written = wirelog.written(client, "q", worker_id)
     assert written is None
-    assert workers.recover(engine, worker_id, written) == (0, 4)
+    assert workers.recover(engine, worker_id, written) == (0, 0, 4)
     assert [status for status, *_ in rows(engine)[:4]] == ["unknown"] * 4
     client.close()
 

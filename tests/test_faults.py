@@ -109,12 +109,6 @@ def test_a_killed_worker_s_unwritten_messages_go_once_through_another(
     assert all(r.status == "delivered" for r in evidence.rows.values() if r.doubt is None)
 
 
-@pytest.mark.xfail(
-    reason="engine bug: an answered submit stays in the write-ahead log, and outside the bind's "
-    "window, until its answer is stored; at full speed a worker killed -9 leaves several "
-    "windows in doubt (answers waiting to be stored), not at most one",
-    strict=False,
-)
 def test_a_worker_killed_at_full_speed_leaves_at_most_its_window_in_doubt(
     tmp_path: Path, database_url: str, redis_url: str
 ) -> None:

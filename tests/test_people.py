@@ -14,13 +14,14 @@ from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, col, select
 from typer.testing import CliRunner
 
-from campaigns import approval, areas, people
+from campaigns import approval, areas, people, tokens
 from campaigns.errors import InvalidInput, PermissionDenied
 from campaigns.models import ApiToken, AuditEntry, Authority, Role, User
 from dispatcher.db import session_scope
 
 DIGEST = "ab" * 32
 ROLES_BUT_ADMIN = [Role.SUBMITTER, Role.APPROVER, Role.OPERATOR, Role.AUDITOR]
+MANAGERS = {Role.ADMIN, Role.AUTHORITY_ADMIN}
 
 
 def _public_key() -> str:
@@ -105,7 +106,8 @@ def test_a_refused_update_names_the_field_and_changes_nothing(
     with pytest.raises(InvalidInput, match=shown), session_scope(seeded) as session:
         authority = people.authority_by_code(session=session, code="A")
         update = people.AuthorityChanges.model_validate(changes)
-        people.update_authority(session=session, authority=authority, changes=update, actor="t")
+        # No actor: the values are checked whoever may change them (see test_custody).
+        people.update_authority(session=session, authority=authority, changes=update, actor=None)
     with Session(seeded) as session:
         assert people.authority_by_code(session=session, code="A").areas == ["64"]
     assert [entry.action for entry in _audit_log(seeded)] == ["authority.create"]
@@ -126,19 +128,28 @@ def test_an_update_changes_only_what_is_given_and_audits_from_and_to(seeded: Eng
         authority = people.create_authority(
             session=session, code="A", name="A", areas=["64"], public_key=key, actor="t"
         )
+        steward, _ = people.create_user(
+            session=session,
+            username="mai",
+            name="Mai",
+            role=Role.AUTHORITY_ADMIN,
+            authority=authority,
+            actor="t",
+        )
         for changes in ({"approvals_urgent": 3, "public_key": None}, {"approvals_urgent": 3}):
             people.update_authority(
                 session=session,
                 authority=authority,
                 changes=people.AuthorityChanges.model_validate(changes),
-                actor="t",
+                actor=steward,
             )
         assert (authority.areas, authority.approvals_urgent, authority.public_key) == (
             ["64"],
             3,
             None,
         )
-    _, update = _audit_log(seeded)  # the second update changed nothing: no entry
+    *_, update = _audit_log(seeded)  # the second update changed nothing: no entry
+    assert [e.action for e in _audit_log(seeded)].count("authority.update") == 1
     assert json.loads(update.details) == {
         "changes": {
             "approvals_urgent": {"from": 1, "to": 3},
@@ -157,10 +168,10 @@ def test_tokens_are_stored_hashed_and_never_logged(seeded: Engine) -> None:
             authority=None,
             actor="t",
         )
-        second = people.issue_token(session=session, user=user, actor="t")
+        second = tokens.issue_token(session=session, user=user, actor="t")
     with Session(seeded) as session:
         hashes = set(session.exec(select(ApiToken.token_hash)))
-    assert hashes == {people.hash_token(first), people.hash_token(second)}
+    assert hashes == {tokens.hash_token(first), tokens.hash_token(second)}
     everything = _everything(seeded)
     assert first not in everything and second not in everything
     log = "\n".join(entry.details for entry in _audit_log(seeded))
@@ -180,7 +191,7 @@ def test_only_an_admin_user_may_change_the_registry(seeded: Engine) -> None:
         with pytest.raises(PermissionDenied):
             people.create_authority(session=session, code="A", name="A", actor=operator)
         with pytest.raises(PermissionDenied):
-            people.issue_token(session=session, user=operator, actor=operator)
+            tokens.issue_token(session=session, user=operator, actor=operator)
 
 
 # --- the admin API --------------------------------------------------------------------------
@@ -212,39 +223,51 @@ def callers(seeded: Engine) -> Callers:
     )
 
 
+ADMIN, OWN_ADMIN = {Role.ADMIN}, {Role.AUTHORITY_ADMIN}
 ENDPOINTS = [
-    ("POST", "/v1/authorities", {"code": "SYT-GL", "name": "Sở Y tế", "areas": ["64"]}),
-    ("GET", "/v1/authorities", None),
-    ("GET", "/v1/authorities/STTTT-GL", None),
-    ("PATCH", "/v1/authorities/STTTT-GL", {"approvals_urgent": 2}),
-    ("POST", "/v1/users", {"username": "moi", "name": "Mới", "role": "auditor"}),
-    ("GET", "/v1/users", None),
-    ("POST", "/v1/users/submitter-user/tokens", None),
-    ("DELETE", "/v1/users/submitter-user/tokens", None),
+    ("POST", "/v1/authorities", {"code": "SYT-GL", "name": "Sở Y tế", "areas": ["64"]}, ADMIN),
+    ("GET", "/v1/authorities", None, ADMIN),
+    ("GET", "/v1/authorities/STTTT-GL", None, MANAGERS),
+    ("PATCH", "/v1/authorities/STTTT-GL", {"approvals_urgent": 2}, MANAGERS),
+    ("PATCH", "/v1/authorities/STTTT-GL", {"areas": ["622"]}, ADMIN),
+    ("PATCH", "/v1/authorities/STTTT-GL", {"public_key": _public_key()}, OWN_ADMIN),
+    ("POST", "/v1/users", {"username": "moi", "name": "Mới", "role": "auditor"}, ADMIN),
+    (
+        "POST",
+        "/v1/users",
+        {"username": "moi", "name": "Mới", "role": "approver", "authority": "STTTT-GL"},
+        OWN_ADMIN,
+    ),
+    ("GET", "/v1/users", None, MANAGERS),
+    ("POST", "/v1/users/submitter-user/tokens", None, OWN_ADMIN),
+    ("POST", "/v1/users/operator-user/tokens", None, ADMIN),
+    ("DELETE", "/v1/users/submitter-user/tokens", None, MANAGERS),
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "body"), ENDPOINTS)
-def test_only_an_admin_may_call_the_admin_endpoints(
+@pytest.mark.parametrize(("method", "path", "body", "allowed"), ENDPOINTS)
+def test_who_may_call_the_registry_endpoints(
     client: TestClient,
     callers: Callers,
     seeded: Engine,
     method: str,
     path: str,
     body: dict[str, object] | None,
+    allowed: set[Role],
 ) -> None:
     entries = len(_audit_log(seeded))
-    for role in ROLES_BUT_ADMIN:
+    for role in set(Role) - allowed:
         refused = client.request(method, path, json=body, headers=callers.by_role[role])
         assert refused.status_code == 403, (role, refused.text)
         assert refused.json()["error"]["code"] == "forbidden"
     assert client.request(method, path, json=body).status_code == 401
     assert len(_audit_log(seeded)) == entries
-    answer = client.request(method, path, json=body, headers=callers.admin)
-    assert answer.is_success, answer.text
+    for role in allowed:
+        answer = client.request(method, path, json=body, headers=callers.by_role[role])
+        assert answer.is_success, answer.text
 
 
-def test_an_admin_manages_the_registry_and_every_change_is_audited(
+def test_an_admin_bootstraps_an_authority_whose_admin_manages_its_people(
     client: TestClient, callers: Callers, seeded: Engine
 ) -> None:
     before = len(_audit_log(seeded))
@@ -257,42 +280,65 @@ def test_an_admin_manages_the_registry_and_every_change_is_audited(
     assert created.status_code == 201, created.text
     assert created.json()["public_key"] == key
     patched = client.patch(
-        "/v1/authorities/SYT-GL",
-        headers=callers.admin,
-        json={"test_numbers": ["0912345678"], "public_key": None},
+        "/v1/authorities/SYT-GL", headers=callers.admin, json={"test_numbers": ["0912345678"]}
     )
     assert patched.json()["test_numbers"] == ["+84912345678"]
-    assert patched.json()["public_key"] is None
-    user = client.post(
+    first = client.post(
         "/v1/users",
         headers=callers.admin,
-        json={"username": "lan", "name": "Lan", "role": "approver", "authority": "SYT-GL"},
+        json={"username": "mai", "name": "Mai", "role": "authority_admin", "authority": "SYT-GL"},
+    )
+    assert first.status_code == 201, first.text
+    steward = _bearer(first.json()["token"])
+    # Bootstrap only: no second authority_admin, no submitter or approver by the operator.
+    for role in ("authority_admin", "approver", "submitter"):
+        body = {"username": "x", "name": "X", "role": role, "authority": "SYT-GL"}
+        assert client.post("/v1/users", headers=callers.admin, json=body).status_code == 403
+    user = client.post(
+        "/v1/users",
+        headers=steward,
+        json={"username": "lan", "name": "Lan", "role": "approver", "ttl_days": 30},
     )
     assert user.status_code == 201, user.text
     assert user.json()["authority"] == "SYT-GL" and user.json()["live_tokens"] == 1
-    listed = client.get("/v1/users", params={"authority": "SYT-GL"}, headers=callers.admin)
-    assert [u["username"] for u in listed.json()] == ["lan"]
+    listed = client.get("/v1/users", headers=steward)
+    assert [u["username"] for u in listed.json()] == ["lan", "mai"]
     assert "token" not in listed.json()[0]
     token = user.json()["token"]
-    again = client.post("/v1/users/lan/tokens", headers=callers.admin).json()["token"]
+    assert client.post("/v1/users/lan/tokens", headers=callers.admin).status_code == 403
+    assert (
+        client.patch(
+            "/v1/authorities/SYT-GL", headers=callers.admin, json={"public_key": None}
+        ).status_code
+        == 403
+    )
+    issued = client.post("/v1/users/lan/tokens", headers=steward, json={"ttl_days": 7})
+    again = issued.json()["token"]
     revoked = client.delete("/v1/users/lan/tokens", headers=callers.admin)
     assert revoked.json() == {"username": "lan", "revoked": 2}
+    rekeyed = client.patch("/v1/authorities/SYT-GL", headers=steward, json={"public_key": None})
+    assert rekeyed.json()["public_key"] is None
 
     log = _audit_log(seeded)[before:]
     assert [(e.action, e.subject) for e in log] == [
         ("authority.create", "authority:SYT-GL"),
         ("authority.update", "authority:SYT-GL"),
+        ("user.create", "user:mai"),
+        ("token.issue", "user:mai"),
         ("user.create", "user:lan"),
         ("token.issue", "user:lan"),
         ("token.issue", "user:lan"),
         ("token.revoke", "user:lan"),
+        ("authority.update", "authority:SYT-GL"),
     ]
     with Session(seeded) as session:
         admin = people.user_by_username(session=session, username="admin-user")
-    assert {e.actor for e in log} == {f"user:{admin.id}:admin-user"}
+        mai = people.user_by_username(session=session, username="mai")
+    assert {e.actor for e in log[:4] + log[7:8]} == {f"user:{admin.id}:admin-user"}
+    assert {e.actor for e in log[4:7] + log[8:]} == {f"user:{mai.id}:mai"}
     assert "+84912345678" not in log[1].details
     text = "\n".join(e.details for e in log)
-    for secret in (token, again, people.hash_token(token), people.hash_token(again)):
+    for secret in (token, again, tokens.hash_token(token), tokens.hash_token(again)):
         assert secret not in text
     assert token not in _everything(seeded) and again not in _everything(seeded)
 
@@ -301,17 +347,18 @@ def test_a_revoked_token_is_refused_and_a_new_one_works(
     client: TestClient, callers: Callers
 ) -> None:
     campaigns = "/v1/campaigns"
+    steward = callers.by_role[Role.AUTHORITY_ADMIN]
     old = _bearer(
         client.post(
             "/v1/users",
-            headers=callers.admin,
+            headers=steward,
             json={"username": "an", "name": "An", "role": "submitter", "authority": "STTTT-GL"},
         ).json()["token"]
     )
     assert client.get(campaigns, headers=old).status_code == 200
     assert client.delete("/v1/users/an/tokens", headers=callers.admin).status_code == 200
     assert client.get(campaigns, headers=old).status_code == 401
-    new = _bearer(client.post("/v1/users/an/tokens", headers=callers.admin).json()["token"])
+    new = _bearer(client.post("/v1/users/an/tokens", headers=steward).json()["token"])
     assert client.get(campaigns, headers=new).status_code == 200
     assert client.get(campaigns, headers=old).status_code == 401
 
@@ -393,19 +440,27 @@ def test_the_commands_create_an_authority_and_a_user_and_revoke_the_token(
     listed = _run(cli, "authorities list")
     assert "STTTT-GL" in listed and "approvals=2/urgent:2" in listed and "key=yes" in listed
 
-    command = "users create an --name 'Nguyễn Văn An' --role submitter --authority STTTT-GL"
-    token = _run(cli, command).strip()
+    refused = "users create an --name 'Nguyễn Văn An' --role submitter --authority STTTT-GL"
+    assert "authority_admin" in _run(cli, refused, code=1)
+    steward = _run(cli, "users create mai --name Mai --role authority_admin --authority STTTT-GL")
+    (tmp_path / "mai.token").write_text(steward)
+    token = _run(cli, f"{refused} --ttl 30 --as-token-file {tmp_path / 'mai.token'}").strip()
     assert "\n" not in token
     with Session(seeded) as session:
-        assert people.user_by_token(session=session, token=token) is not None
+        assert tokens.user_by_token(session=session, token=token) is not None
         authority = people.authority_by_code(session=session, code="STTTT-GL")
         assert authority.public_key == public_key
         assert authority.test_numbers == ["+84912345678"]
     assert "an  submitter  STTTT-GL  tokens=1" in _run(cli, "users list")
 
+    # The command line has an operator admin's rights: not the authority's own.
+    assert "authority_admin" in _run(cli, "users token an", code=1)
+    assert "public_key" in _run(
+        cli, f"authorities update STTTT-GL --public-key-file {tmp_path / 'key.pub'}", code=1
+    )
     _run(cli, "users revoke an")
     with Session(seeded) as session:
-        assert people.user_by_token(session=session, token=token) is None
+        assert tokens.user_by_token(session=session, token=token) is None
     assert "tokens=0" in _run(cli, "users list --authority STTTT-GL")
     log = _audit_log(seeded)
     assert [e.action for e in log] == [
@@ -413,9 +468,11 @@ def test_the_commands_create_an_authority_and_a_user_and_revoke_the_token(
         "authority.update",
         "user.create",
         "token.issue",
+        "user.create",
+        "token.issue",
         "token.revoke",
     ]
-    assert all(e.actor.startswith("cli") for e in log)
+    assert [e.actor.split(":")[0] for e in log] == ["cli"] * 4 + ["user"] * 2 + ["cli"]
     assert token not in _everything(seeded)
 
 
@@ -440,15 +497,22 @@ def test_keygen_and_sign_make_a_signature_valid_for_that_campaign_only(tmp_path:
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert key.read_text().startswith("-----BEGIN PRIVATE KEY-----")
     approval.parse_public_key(public_key)
-    signature = _run(runner, f"sign --key {key} --campaign 7 --hash {DIGEST}").strip()
+    command = f"sign --key {key} --campaign 7 --hash {DIGEST} --approver binh.tran"
+    signature = _run(runner, command).strip()
 
-    def valid(campaign_id: int, digest: str) -> bool:
+    def valid(campaign_id: int, digest: str, approver: str = "binh.tran") -> bool:
         return approval.signature_is_valid(
-            public_key=public_key, campaign_id=campaign_id, digest=digest, signature=signature
+            public_key=public_key,
+            campaign_id=campaign_id,
+            digest=digest,
+            approver=approver,
+            signature=signature,
         )
 
     assert valid(7, DIGEST)
     assert not valid(8, DIGEST)
     assert not valid(7, "cd" * 32)
+    assert not valid(7, DIGEST, "an.nguyen")  # it counts for the approver it names only
     assert "exists" in _run(runner, f"keygen --out {key}", code=1)
-    assert "content_hash" in _run(runner, f"sign --key {key} --campaign 7 --hash x", code=1)
+    bad_hash = f"sign --key {key} --campaign 7 --hash x --approver binh.tran"
+    assert "content_hash" in _run(runner, bad_hash, code=1)

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from pypdf import PdfReader
-from sqlalchemy import Engine, insert
-from sqlmodel import Session
+from sqlalchemy import Engine, insert, select, update
+from sqlmodel import Session, col
 
 from campaigns import reports
 from campaigns.models import (
@@ -23,6 +23,7 @@ from campaigns.models import (
     MessagePart,
     MessageStatus,
     Mode,
+    PendingReceipt,
 )
 from campaigns.people import user_by_username
 from dispatcher.db import session_scope
@@ -219,6 +220,34 @@ def test_the_report_endpoint_keeps_its_fields_and_names_the_errors(
     assert body["reached"]["p50"] == "2020-02-04T02:10:03Z"
     other = client.get(f"/v1/campaigns/{campaign_id}/report", headers=world["other_submitter"])
     assert other.status_code == 404
+
+
+def test_the_report_counts_late_receipts_and_receipts_that_matched_nothing(
+    client: TestClient, world: World, engine: Engine, campaign_id: int
+) -> None:
+    with engine.begin() as connection:
+        first_two = select(Message.id).where(Message.campaign_id == campaign_id).limit(2)  # type: ignore[arg-type]
+        connection.execute(
+            update(Message).where(col(Message.id).in_(first_two)).values(late_receipt=True)
+        )
+        now = datetime.now(UTC)
+        connection.execute(
+            insert(PendingReceipt),
+            [
+                {
+                    "account": "smsc1",
+                    "smsc_message_id": str(n),
+                    "state": "DELIVRD",
+                    "received_at": now,
+                    "reason": "unmatched",
+                    "expired": n == 3,
+                }
+                for n in range(4)
+            ],
+        )
+    body = client.get(f"/v1/campaigns/{campaign_id}/report", headers=world["approver"]).json()
+    assert body["late_receipts"] == 2
+    assert body["unmatched_receipts"] == {"waiting": 3, "given_up": 1}
 
 
 def _csv(client: TestClient, campaign_id: int, headers: dict[str, str]) -> list[dict[str, str]]:

@@ -42,6 +42,8 @@ def build(engine: Engine) -> World:
             ("approver2", Role.APPROVER, a),
             ("other_submitter", Role.SUBMITTER, b),
             ("other_approver", Role.APPROVER, b),
+            ("authadmin", Role.AUTHORITY_ADMIN, a),
+            ("other_authadmin", Role.AUTHORITY_ADMIN, b),
             ("operator", Role.OPERATOR, None),
             ("auditor", Role.AUDITOR, None),
             ("admin", Role.ADMIN, None),

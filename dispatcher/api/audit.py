@@ -4,13 +4,14 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 from sqlmodel import col, select
 
 from campaigns import audit
 from campaigns.errors import PermissionDenied
 from campaigns.models import AuditEntry, Role, User
+from dispatcher.api.bounds import MAX_ID, IdQuery, Key, Moment, PageLimit, link_next
 from dispatcher.api.deps import CurrentUser, SessionDep
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -53,17 +54,21 @@ class VerificationPublic(BaseModel):
 
 @router.get("", response_model=list[AuditEntryPublic])
 def list_entries(
+    request: Request,
+    response: Response,
     session: SessionDep,
     _: Auditor,
-    campaign_id: int | None = None,
-    actor: str | None = None,
-    action: str | None = None,
-    since: Annotated[datetime | None, Query(description="at or after (ISO 8601)")] = None,
-    until: Annotated[datetime | None, Query(description="before (ISO 8601)")] = None,
-    after_id: Annotated[int | None, Query(description="entries after this id, to page")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    campaign_id: IdQuery | None = None,
+    actor: Key | None = None,
+    action: Key | None = None,
+    since: Annotated[Moment | None, Query(description="at or after (ISO 8601)")] = None,
+    until: Annotated[Moment | None, Query(description="before (ISO 8601)")] = None,
+    after_id: Annotated[
+        int | None, Query(ge=0, le=MAX_ID, description="entries after this id, to page")
+    ] = None,
+    limit: PageLimit = 100,
 ) -> list[AuditEntryPublic]:
-    """Entries in id order, filtered; page with `after_id` = the last id received."""
+    """Entries in id order, filtered; page with `after_id` = the last id received (see `Link`)."""
     statement = select(AuditEntry).order_by(col(AuditEntry.id)).limit(limit)
     if campaign_id is not None:
         statement = statement.where(AuditEntry.campaign_id == campaign_id)
@@ -72,12 +77,15 @@ def list_entries(
     if action is not None:
         statement = statement.where(AuditEntry.action == action)
     if since is not None:
-        statement = statement.where(col(AuditEntry.at) >= _utc(since))
+        statement = statement.where(col(AuditEntry.at) >= since)
     if until is not None:
-        statement = statement.where(col(AuditEntry.at) < _utc(until))
+        statement = statement.where(col(AuditEntry.at) < until)
     if after_id is not None:
         statement = statement.where(col(AuditEntry.id) > after_id)
-    return [_public(entry) for entry in session.exec(statement)]
+    entries = [_public(entry) for entry in session.exec(statement)]
+    if entries:
+        link_next(request, response, len(entries), limit, after_id=entries[-1].id)
+    return entries
 
 
 @router.get("/verify", response_model=VerificationPublic)

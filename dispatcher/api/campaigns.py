@@ -6,12 +6,13 @@ from functools import partial
 from typing import Annotated, Any
 
 import anyio.from_thread
-from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from campaigns import service
 from campaigns.models import Campaign, CampaignBase, CampaignStatus, Mode
 from dispatcher import queue
+from dispatcher.api.bounds import MAX_ID, IdPath, Offset, PageLimit, link_next
 from dispatcher.api.deps import CurrentUser, QueueDep, SessionDep, SettingsDep
 from dispatcher.api.preview import Preview, preview_of
 from dispatcher.sending import halts
@@ -19,8 +20,16 @@ from dispatcher.sending import halts
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
 
+AreaCode = Annotated[str, StringConstraints(min_length=1, max_length=16)]
+
+
 class CampaignIn(CampaignBase):
-    """What a submitter sends to create or edit a campaign."""
+    """What a submitter sends to create or edit a campaign; unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    target_areas: list[AreaCode] = Field(default_factory=list, max_length=100)
+    recipient_list_id: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
 class CampaignPublic(CampaignBase):
@@ -44,12 +53,16 @@ class CampaignPublic(CampaignBase):
 class ApprovalIn(BaseModel):
     """An approval quotes the content hash it approves, signed where the authority has a key."""
 
-    content_hash: str = Field(min_length=64, max_length=64)
+    model_config = ConfigDict(extra="forbid")
+
+    content_hash: str = Field(pattern="^[0-9a-f]{64}$")
     signature: str | None = Field(default=None, max_length=200)
 
 
 class RejectionIn(BaseModel):
     """Why a campaign is refused."""
+
+    model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=1, max_length=1000)
 
@@ -87,21 +100,33 @@ def create_campaign(
 
 @router.get("", response_model=list[CampaignPublic])
 def list_campaigns(
+    request: Request,
+    response: Response,
     session: SessionDep,
     actor: CurrentUser,
     status: CampaignStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: PageLimit = 50,
+    offset: Offset = 0,
+    before_id: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="the next page: older than this id")
+    ] = None,
 ) -> list[CampaignPublic]:
-    """Campaigns the caller may see, newest first."""
+    """Campaigns the caller may see, newest first; page with `before_id` (see `Link`)."""
     found = service.list_visible(
-        session=session, actor=actor, status=status, limit=limit, offset=offset
+        session=session,
+        actor=actor,
+        status=status,
+        limit=limit,
+        offset=offset,
+        before_id=before_id,
     )
+    if found:
+        link_next(request, response, len(found), limit, before_id=found[-1].id)
     return [_public(session, campaign) for campaign in found]
 
 
 @router.get("/{campaign_id}", response_model=CampaignPublic)
-def get_campaign(campaign_id: int, session: SessionDep, actor: CurrentUser) -> CampaignPublic:
+def get_campaign(campaign_id: IdPath, session: SessionDep, actor: CurrentUser) -> CampaignPublic:
     """One campaign."""
     return _public(
         session, service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
@@ -110,7 +135,7 @@ def get_campaign(campaign_id: int, session: SessionDep, actor: CurrentUser) -> C
 
 @router.put("/{campaign_id}", response_model=CampaignPublic)
 def edit_campaign(
-    campaign_id: int,
+    campaign_id: IdPath,
     data: CampaignIn,
     session: SessionDep,
     actor: CurrentUser,
@@ -123,7 +148,7 @@ def edit_campaign(
 
 
 @router.post("/{campaign_id}/submit", response_model=CampaignPublic)
-def submit_campaign(campaign_id: int, session: SessionDep, actor: CurrentUser) -> CampaignPublic:
+def submit_campaign(campaign_id: IdPath, session: SessionDep, actor: CurrentUser) -> CampaignPublic:
     """Submit a draft for approval."""
     campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
     return _public(session, service.submit(session=session, campaign=campaign, actor=actor))
@@ -131,7 +156,7 @@ def submit_campaign(campaign_id: int, session: SessionDep, actor: CurrentUser) -
 
 @router.post("/{campaign_id}/approve", response_model=CampaignPublic)
 def approve_campaign(
-    campaign_id: int, body: ApprovalIn, session: SessionDep, actor: CurrentUser, pool: QueueDep
+    campaign_id: IdPath, body: ApprovalIn, session: SessionDep, actor: CurrentUser, pool: QueueDep
 ) -> CampaignPublic:
     """Approve the quoted content; once enough approvals are in, sending is scheduled."""
     campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
@@ -151,7 +176,7 @@ def approve_campaign(
 
 @router.post("/{campaign_id}/reject", response_model=CampaignPublic)
 def reject_campaign(
-    campaign_id: int, body: RejectionIn, session: SessionDep, actor: CurrentUser
+    campaign_id: IdPath, body: RejectionIn, session: SessionDep, actor: CurrentUser
 ) -> CampaignPublic:
     """Refuse a submitted campaign."""
     campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
@@ -161,7 +186,11 @@ def reject_campaign(
 
 @router.post("/{campaign_id}/cancel", response_model=CampaignPublic)
 def cancel_campaign(
-    campaign_id: int, session: SessionDep, actor: CurrentUser, pool: QueueDep, settings: SettingsDep
+    campaign_id: IdPath,
+    session: SessionDep,
+    actor: CurrentUser,
+    pool: QueueDep,
+    settings: SettingsDep,
 ) -> CampaignPublic:
     """Stop a campaign for good: nothing more is submitted, queued messages end cancelled."""
     campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
@@ -172,7 +201,11 @@ def cancel_campaign(
 
 @router.post("/{campaign_id}/pause", response_model=CampaignPublic)
 def pause_campaign(
-    campaign_id: int, session: SessionDep, actor: CurrentUser, pool: QueueDep, settings: SettingsDep
+    campaign_id: IdPath,
+    session: SessionDep,
+    actor: CurrentUser,
+    pool: QueueDep,
+    settings: SettingsDep,
 ) -> CampaignPublic:
     """Hold a sending campaign (operators)."""
     campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
@@ -183,7 +216,11 @@ def pause_campaign(
 
 @router.post("/{campaign_id}/resume", response_model=CampaignPublic)
 def resume_campaign(
-    campaign_id: int, session: SessionDep, actor: CurrentUser, pool: QueueDep, settings: SettingsDep
+    campaign_id: IdPath,
+    session: SessionDep,
+    actor: CurrentUser,
+    pool: QueueDep,
+    settings: SettingsDep,
 ) -> CampaignPublic:
     """Send a paused campaign's queued messages again (operators)."""
     campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
@@ -195,7 +232,7 @@ def resume_campaign(
 
 @router.get("/{campaign_id}/preview", response_model=Preview)
 def campaign_preview(
-    campaign_id: int, session: SessionDep, actor: CurrentUser, settings: SettingsDep
+    campaign_id: IdPath, session: SessionDep, actor: CurrentUser, settings: SettingsDep
 ) -> Preview:
     """What the campaign would cost: encoding, segments, recipients and total SMS."""
     campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)

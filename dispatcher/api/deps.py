@@ -9,9 +9,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import event
 from sqlmodel import Session
 
+from campaigns import audit
 from campaigns.models import User
-from campaigns.people import user_by_token
-from dispatcher.api.errors import Unauthorized, mark_committed
+from campaigns.tokens import user_by_token
+from dispatcher.api.auth_failures import FailedAuth
+from dispatcher.api.errors import TooManyFailures, Unauthorized, mark_committed
 from dispatcher.db import get_engine
 from dispatcher.settings import Settings, get_settings
 
@@ -35,15 +37,32 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 def current_user(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
-    """The user whose bearer token came with the request."""
+    """The user whose live bearer token came with the request.
+
+    An address that failed too often waits (429) before any token of it is looked up.
+    """
+    failures: FailedAuth = request.app.state.auth_failures
+    address = request.client.host if request.client else "unknown"
+    if (wait := failures.retry_after(address)) is not None:
+        raise TooManyFailures(wait)
     if credentials is None:
         raise Unauthorized("an Authorization: Bearer token is required")
     user = user_by_token(session=session, token=credentials.credentials)
     if user is None:
-        raise Unauthorized("the token is not valid")
+        for note in failures.failed(address):
+            audit.record(
+                session=session,
+                actor="api",
+                action=note.action,
+                subject=f"address:{address}",
+                details=note.details,
+            )
+        session.commit()  # the entries stay although the request fails
+        raise Unauthorized("the token is not valid or has expired")
     return user
 
 

@@ -18,11 +18,13 @@ may be subscriber numbers.
 """
 
 import logging
+from typing import Any
 
 import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import exc as sa
 from starlette.exceptions import HTTPException
 
@@ -41,6 +43,14 @@ class Unauthorized(Exception):
     """No valid token came with the request."""
 
 
+class TooManyFailures(Exception):
+    """The client address failed to authenticate too often: it must wait `retry_after` s."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed attempts to authenticate; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
 STATUS_BY_ERROR: dict[type[CampaignError], int] = {
     NotFound: 404,
     PermissionDenied: 403,
@@ -57,6 +67,40 @@ QUEUE_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
 )
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable code for programs, a message for people."""
+
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorDetail
+
+
+_MEANINGS = {
+    400: "The body could not be read as declared (not UTF-8, not the content type it claims).",
+    401: "No valid bearer token came with the request.",
+    403: "The caller's role may not do this, or four-eyes forbids it, or the target is outside "
+    "the authority's areas.",
+    404: "It does not exist, or belongs to another authority.",
+    408: "The request body stopped arriving.",
+    409: "Not allowed in the current state, a stale content hash, or a concurrent change.",
+    413: "The request body is larger than allowed.",
+    422: "Invalid input: the message names the field (unknown fields are refused).",
+    429: "Too many failed authentications from this address: wait as Retry-After says.",
+    503: "The database or the queue (Redis) is not answering; nothing was changed unless the "
+    "message says otherwise. Honour Retry-After.",
+}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": meaning} for status, meaning in _MEANINGS.items()
+}
+"""Every error answer of the API, documented with its real shape (the 422 included)."""
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: RESPONSES[503]}
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
@@ -150,6 +194,14 @@ def install(app: FastAPI) -> None:
             headers={"WWW-Authenticate": "Bearer"},
         )
 
+    @app.exception_handler(TooManyFailures)
+    async def too_many_failures(_: Request, exc: TooManyFailures) -> JSONResponse:
+        return JSONResponse(
+            error_body("too_many_failures", str(exc)),
+            status_code=429,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = "; ".join(
@@ -186,6 +238,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        code = getattr(exc, "code", f"http_{exc.status_code}")
         return JSONResponse(
-            error_body(f"http_{exc.status_code}", str(exc.detail)), status_code=exc.status_code
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
         )

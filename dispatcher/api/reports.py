@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from campaigns import disclosure, service
 from campaigns.models import Campaign
+from dispatcher.api.bounds import IdPath, PageLimit
 from dispatcher.api.deps import CurrentUser, SessionDep, SettingsDep
 from dispatcher.db import get_engine
 from dispatcher.reports import authority, delivery_log
@@ -46,7 +47,7 @@ class MessagePublic(BaseModel):
 
 @router.get("/campaigns/{campaign_id}/report", response_model=Report)
 def campaign_report(
-    campaign_id: int, session: SessionDep, actor: CurrentUser, settings: SettingsDep
+    campaign_id: IdPath, session: SessionDep, actor: CurrentUser, settings: SettingsDep
 ) -> Report:
     """The campaign's messages by status, area, hour and error, with delivery and reach times."""
     campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
@@ -54,7 +55,7 @@ def campaign_report(
 
 
 @router.get("/campaigns/{campaign_id}/messages.csv", response_class=StreamingResponse)
-def delivery_log_csv(campaign_id: int, session: SessionDep, actor: CurrentUser) -> Response:
+def delivery_log_csv(campaign_id: IdPath, session: SessionDep, actor: CurrentUser) -> Response:
     """One CSV row per message, streamed; numbers in full for auditors and operators only."""
     campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
     masked = not disclosure.sees_numbers(actor)
@@ -74,7 +75,7 @@ def messages_to_number(
     session: SessionDep,
     actor: CurrentUser,
     msisdn: Annotated[str, Query(min_length=1, max_length=32, description="any written form")],
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: PageLimit = 100,
 ) -> list[MessagePublic]:
     """Every message to one number across campaigns, newest first (auditors and operators)."""
     found = disclosure.messages_to(session=session, actor=actor, raw=msisdn, limit=limit)
@@ -102,7 +103,7 @@ def messages_to_number(
 
 
 def _authority_report(
-    session: SessionDep, actor: CurrentUser, settings: SettingsDep, campaign_id: int
+    session: SessionDep, actor: CurrentUser, settings: SettingsDep, campaign_id: IdPath
 ) -> authority.AuthorityReport:
     campaign: Campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
     figures = build(session=session, campaign=campaign, policy=settings.policy)
@@ -111,7 +112,7 @@ def _authority_report(
 
 @router.get("/campaigns/{campaign_id}/report.html", response_class=HTMLResponse)
 def authority_report_html(
-    campaign_id: int, session: SessionDep, actor: CurrentUser, settings: SettingsDep
+    campaign_id: IdPath, session: SessionDep, actor: CurrentUser, settings: SettingsDep
 ) -> HTMLResponse:
     """The report to the authority, in Vietnamese, as a page; no subscriber numbers."""
     report = _authority_report(session, actor, settings, campaign_id)
@@ -120,7 +121,7 @@ def authority_report_html(
 
 @router.get("/campaigns/{campaign_id}/report.pdf", response_class=Response)
 def authority_report_pdf(
-    campaign_id: int, session: SessionDep, actor: CurrentUser, settings: SettingsDep
+    campaign_id: IdPath, session: SessionDep, actor: CurrentUser, settings: SettingsDep
 ) -> Response:
     """The report to the authority, in Vietnamese, as a PDF; no subscriber numbers."""
     report = _authority_report(session, actor, settings, campaign_id)

@@ -1,20 +1,27 @@
 """`dispatcher authorities …` and `dispatcher users …`: the registry of authorities and people.
 
 Changes made here are audited under the actor "cli:<login>", the operating-system account
-that ran the command (or "cli" when it has no name). Tokens go to stdout alone, everything else
-to stderr, so `dispatcher users token an > an.token` keeps just the token.
+that ran the command (or "cli" when it has no name), which has an operator admin's rights and
+no more (see `campaigns.custody`): it registers authorities and operator staff and bootstraps
+an authority with its first authority_admin. What is the authority's own (its people, their
+tokens, its signing key) needs that authority_admin's API token, given with `--as-token-file`
+or DISPATCHER_AS_TOKEN; the change is then audited under them. Tokens go to stdout alone,
+everything else to stderr, so `dispatcher users token an > an.token` keeps just the token.
 """
 
 import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlmodel import Session
 
-from campaigns import people
-from campaigns.errors import CampaignError
+from campaigns import people, tokens
+from campaigns.custody import Actor
+from campaigns.errors import CampaignError, PermissionDenied
 from campaigns.models import Authority, Role
 from dispatcher.commands.sign import read_public_key
 from dispatcher.db import session_scope
@@ -49,6 +56,35 @@ PublicKeyFile = Annotated[
         help="Ed25519 public key: base64 as `dispatcher keygen` prints it, or PEM",
     ),
 ]
+
+
+AsToken = Annotated[
+    str | None,
+    typer.Option(
+        "--as-token-file",
+        envvar="DISPATCHER_AS_TOKEN_FILE",
+        help="File holding the API token of the authority_admin acting (for an authority's "
+        "people, tokens and key)",
+    ),
+]
+Ttl = Annotated[
+    int,
+    typer.Option("--ttl", min=1, max=tokens.MAX_TTL.days, help="Days the token stays valid"),
+]
+
+
+def acting(session: Session, token_file: str | None) -> Actor:
+    """Who acts: the holder of the token given, or the operator-side command line."""
+    if token_file is None:
+        return cli_actor()
+    try:
+        token = Path(token_file).read_text().strip()
+    except OSError as error:
+        raise PermissionDenied(f"cannot read {token_file}: {error.strerror}") from None
+    user = tokens.user_by_token(session=session, token=token)
+    if user is None:
+        raise PermissionDenied("the token given with --as-token-file is not valid")
+    return user
 
 
 def cli_actor() -> str:
@@ -112,6 +148,14 @@ def update_authority(
     remove_public_key: Annotated[
         bool, typer.Option("--remove-public-key", help="Approvals no longer need a signature")
     ] = False,
+    off_registry_lists: Annotated[
+        bool | None,
+        typer.Option(
+            "--off-registry-lists/--registry-lists-only",
+            help="Whether its recipient lists may hold numbers outside the registry and its areas",
+        ),
+    ] = None,
+    as_token_file: AsToken = None,
 ) -> None:
     """Change what is given of an authority; the rest stays as it is."""
     if clear_test_numbers and test_number or remove_public_key and public_key_file:
@@ -124,6 +168,7 @@ def update_authority(
         "approvals_urgent": urgent_approvals,
         "test_numbers": [] if clear_test_numbers else test_number,
         "public_key": read_public_key(public_key_file) if public_key_file else None,
+        "off_registry_lists": off_registry_lists,
     }
     fields = {field: value for field, value in given.items() if value is not None}
     if remove_public_key:
@@ -132,9 +177,8 @@ def update_authority(
     with _domain_errors(), session_scope() as session:
         authority = people.authority_by_code(session=session, code=code)
         before = authority.model_dump()
-        people.update_authority(
-            session=session, authority=authority, changes=changes, actor=cli_actor()
-        )
+        actor = acting(session, as_token_file)
+        people.update_authority(session=session, authority=authority, changes=changes, actor=actor)
         changed = authority.model_dump() != before
         typer.echo(f"{'updated' if changed else 'nothing to change in'} {code}", err=True)
 
@@ -156,6 +200,7 @@ def _authority_line(authority: Authority) -> str:
             f"approvals={authority.approvals_normal}/urgent:{authority.approvals_urgent}",
             f"test_numbers={len(authority.test_numbers)}",
             f"key={'yes' if authority.public_key else 'no'}",
+            f"off_registry_lists={'yes' if authority.off_registry_lists else 'no'}",
         ]
     )
 
@@ -168,6 +213,8 @@ def create_user(
     authority: Annotated[
         str | None, typer.Option(help="Code of the user's authority; none for the operator")
     ] = None,
+    ttl: Ttl = tokens.DEFAULT_TTL.days,
+    as_token_file: AsToken = None,
 ) -> None:
     """Create a user and print their first API token, once."""
     with _domain_errors(), session_scope() as session:
@@ -178,27 +225,39 @@ def create_user(
             name=name,
             role=role,
             authority=where,
-            actor=cli_actor(),
+            actor=acting(session, as_token_file),
+            ttl=timedelta(days=ttl),
         )
         typer.echo(f"created {user.role} {user.username}", err=True)
     _print_token(token)
 
 
 @users_app.command("token")
-def issue_token(username: Annotated[str, typer.Argument()]) -> None:
+def issue_token(
+    username: Annotated[str, typer.Argument()],
+    ttl: Ttl = tokens.DEFAULT_TTL.days,
+    as_token_file: AsToken = None,
+) -> None:
     """Issue a new API token to USERNAME and print it, once; older tokens stay live."""
     with _domain_errors(), session_scope() as session:
         user = people.user_by_username(session=session, username=username)
-        token = people.issue_token(session=session, user=user, actor=cli_actor())
+        actor = acting(session, as_token_file)
+        token, expires_at = tokens.issue(
+            session=session, user=user, actor=actor, ttl=timedelta(days=ttl)
+        )
+    typer.echo(f"valid until {expires_at.isoformat(timespec='seconds')}", err=True)
     _print_token(token)
 
 
 @users_app.command("revoke")
-def revoke_tokens(username: Annotated[str, typer.Argument()]) -> None:
+def revoke_tokens(
+    username: Annotated[str, typer.Argument()], as_token_file: AsToken = None
+) -> None:
     """Revoke every API token of USERNAME."""
     with _domain_errors(), session_scope() as session:
         user = people.user_by_username(session=session, username=username)
-        count = people.revoke_tokens(session=session, user=user, actor=cli_actor())
+        actor = acting(session, as_token_file)
+        count = tokens.revoke_tokens(session=session, user=user, actor=actor)
     typer.echo(f"revoked {count} token(s) of {username}", err=True)
 
 

@@ -2,7 +2,8 @@
 
 The private key never reaches the dispatcher: the authority registers the public key (base64 of
 the 32 raw bytes) and its approvers sign each approval offline. A signature is Ed25519 over
-`campaigns.approval.signed_message(campaign_id, content_hash)`, written in base64.
+`campaigns.approval.signed_message(campaign_id, content_hash, approver)`, written in base64:
+it names the approver, so it counts once, for that approver only.
 Only the key, the signature or the public key go to stdout, so they can be captured by a script.
 """
 
@@ -50,12 +51,15 @@ def sign(
     content_hash: Annotated[
         str, typer.Option("--hash", help="The campaign's content_hash, as the API shows it")
     ],
+    approver: Annotated[
+        str, typer.Option("--approver", help="Username of the approver this signature is for")
+    ],
 ) -> None:
-    """Print the base64 signature approving campaign ID at its content hash."""
+    """Print the base64 signature for APPROVER approving campaign ID at its content hash."""
     if not CONTENT_HASH.fullmatch(content_hash):
         _fail("--hash: expected the campaign's content_hash, 64 lowercase hex digits")
     private_key = _load_private_key(key)
-    signature = private_key.sign(approval.signed_message(campaign, content_hash))
+    signature = private_key.sign(approval.signed_message(campaign, content_hash, approver))
     typer.echo(base64.b64encode(signature).decode())
 
 

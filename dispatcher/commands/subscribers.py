@@ -27,7 +27,7 @@ from rich.progress import (
 from rich.table import Table
 from sqlalchemy import Engine
 
-from campaigns import areas, optouts, registry, synthetic
+from campaigns import areas, optouts, registry, spreadsheet, synthetic
 from campaigns.errors import InvalidInput
 from campaigns.optouts import NumbersSummary
 from campaigns.registry import ImportSummary, OnRejection, RowRejection, Staged
@@ -191,7 +191,7 @@ def _writer(stream: TextIO) -> OnRejection:
     writer.writerow(REJECTION_COLUMNS)
 
     def write(row: RowRejection) -> None:
-        writer.writerow(row)
+        writer.writerow(spreadsheet.row(row))
 
     return write
 

@@ -3,14 +3,15 @@
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlmodel import Session
+from sqlmodel import Session, col, func, select
 
 from campaigns import execution, reports
 from campaigns.content import Encoding, analyse
-from campaigns.models import Campaign, CampaignStatus, MessageStatus, Mode
+from campaigns.models import Campaign, CampaignStatus, Message, MessageStatus, Mode
 from campaigns.policy import Policy
 from campaigns.service import sent_text
 from dispatcher.sending.answers import status_name
+from dispatcher.sending.matching import pending_counts
 
 # The receipt `stat:` each failed status comes from (SMPP 3.4 Appendix B).
 RECEIPT_STATES = {
@@ -68,6 +69,14 @@ class Reached(BaseModel):
     p99: datetime | None
 
 
+class UnmatchedReceipts(BaseModel):
+    """Receipts that matched no message, received since the campaign was approved (any campaign's:
+    an unmatched receipt names no campaign)."""
+
+    waiting: int  # stored, tried again as submit answers arrive
+    given_up: int  # unmatched after DISPATCHER_UNMATCHED_RECEIPT_TTL
+
+
 class Report(BaseModel):
     """Where a campaign's messages stand."""
 
@@ -84,6 +93,8 @@ class Report(BaseModel):
     by_error: list[ErrorRow]
     delivery_seconds: DelaySeconds
     reached: Reached
+    late_receipts: int  # `unknown` at the receipt timeout, then corrected by a later receipt
+    unmatched_receipts: UnmatchedReceipts
 
 
 def error_name(error: reports.ErrorCount) -> str:
@@ -114,4 +125,22 @@ def build(*, session: Session, campaign: Campaign, policy: Policy) -> Report:
         by_error=[ErrorRow(**vars(e), name=error_name(e)) for e in figures.by_error],
         delivery_seconds=DelaySeconds(**vars(figures.delivery_seconds)),
         reached=Reached(**vars(figures.reached)),
+        late_receipts=_late_receipts(session, campaign.id),
+        unmatched_receipts=_unmatched(session, campaign),
     )
+
+
+def _late_receipts(session: Session, campaign_id: int) -> int:
+    # Along the partial index of late messages: a handful of rows, however large the campaign.
+    query = (
+        select(func.count())
+        .select_from(Message)
+        .where(col(Message.campaign_id) == campaign_id, col(Message.late_receipt).is_(True))
+    )
+    return int(session.exec(query).one())
+
+
+def _unmatched(session: Session, campaign: Campaign) -> UnmatchedReceipts:
+    since = campaign.approved_at or campaign.created_at
+    counts = pending_counts(session.connection(), since=since)
+    return UnmatchedReceipts(waiting=counts["waiting"], given_up=counts["expired"])

@@ -24,7 +24,7 @@ import smpplib.consts
 import smpplib.exceptions
 
 from campaigns.numbers import mask
-from dispatcher.sending import receipts
+from dispatcher.sending import metrics, receipts
 from dispatcher.sending.accounts import Pacer
 from dispatcher.sending.answers import (
     BIND_REFUSALS,
@@ -86,6 +86,7 @@ class BindSession(threading.Thread):
         )
         self.counters: Counter[str] = Counter()  # for watching: submits by status, throttles…
         self.state = "down"
+        self._observe_latency = metrics.submit_latency(account.name)
         self._pacer = pacer
         self._on_answers = on_answers
         self._on_receipt = on_receipt
@@ -105,6 +106,7 @@ class BindSession(threading.Thread):
         self._waiting: list[Queued] = []  # parts to write again after a backoff, by due time
         self._inflight: dict[int, tuple[Submission, int, float]] = {}  # sequence → part
         self._out: list[Answer] = []
+        self._heard: dict[int, Submission] = {}  # written messages with news since the last flush
         self._acks: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._link: Link | None = None
@@ -153,6 +155,11 @@ class BindSession(threading.Thread):
     def held(self) -> int:
         """Messages in this bind's hands, written or not."""
         return self._received - self._released
+
+    @property
+    def window_in_use(self) -> int:
+        """submit_sm written and not yet answered."""
+        return len(self._inflight)
 
     @property
     def is_up(self) -> bool:
@@ -449,7 +456,8 @@ class BindSession(threading.Thread):
         if entry is None:
             log.warning("bind %s: answer to unknown sequence %d", self.name_, sequence)
             return
-        submission, part_no, _ = entry
+        submission, part_no, sent_at = entry
+        self._observe_latency(time.monotonic() - sent_at)
         action = self.answers.action(status)
         recorded = status if nack_status is None else nack_status
         self.counters[f"status:{status_name(status)}"] += 1
@@ -523,12 +531,15 @@ class BindSession(threading.Thread):
                 receipted_message_id=getattr(pdu, "receipted_message_id", None),
                 message_state=getattr(pdu, "message_state", None),
                 text=pdu.short_message,
+                network_error_code=getattr(pdu, "network_error_code", None),
+                account=self.account.name,
             )
             if receipt is None:
                 log.warning("bind %s: unreadable delivery receipt", self.name_)
         if receipt is None:
             link.reply(pdu.sequence, "deliver_sm_resp")
         else:
+            self.counters[f"receipt:{receipt.status or 'intermediate'}"] += 1
             self._on_receipt(receipt, partial(self.acknowledge, self._connection, pdu.sequence))
 
     def _send_acks(self, link: Link) -> None:
@@ -556,7 +567,11 @@ class BindSession(threading.Thread):
     def _emit(self, submission: Submission, outcome: Outcome, **fields: Any) -> None:
         fields.setdefault("attempts", submission.attempts)
         fields.setdefault("command_status", submission.last_status)
-        self._out.append(Answer(submission.message_id, outcome, **fields))
+        answer = Answer(submission.message_id, outcome, account=self.account.name, **fields)
+        self._out.append(answer)
+        if submission.started and not submission.done:
+            submission.trail.append(answer)
+            self._heard[submission.message_id] = submission
 
     def _settle(self, submission: Submission, outcome: Outcome, **fields: Any) -> None:
         """The message's last answer: it leaves this bind."""
@@ -604,9 +619,23 @@ class BindSession(threading.Thread):
             heap.clear()
 
     def _flush(self) -> None:
-        if self._out:
-            answers, self._out = self._out, []
-            self._on_answers(answers)
+        """Hand what was heard to be stored, noting it in the write-ahead log first.
+
+        Noted first, so that a worker killed before storing it leaves in doubt only what was
+        written and never answered: its windows, not the answers waiting to be stored.
+        """
+        if not self._out:
+            return
+        if self._heard and self._wire is not None and not self._wire_down:
+            try:
+                self._wire.heard({mid: s.trail for mid, s in self._heard.items()})
+            except redis.RedisError as error:
+                log.warning(
+                    "bind %s: answers not noted in the write-ahead log: %s", self.name_, error
+                )
+        self._heard.clear()
+        answers, self._out = self._out, []
+        self._on_answers(answers)
 
 
 def _text(value: Any) -> str | None:

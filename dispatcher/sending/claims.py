@@ -15,9 +15,11 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from campaigns.models import Message, MessagePart, MessageStatus
+from dispatcher.sending import smsc_ids
 from dispatcher.sending.submissions import Answer, Outcome
 
 _message = Message.__table__  # type: ignore[attr-defined]
@@ -89,6 +91,13 @@ _set_resent = (
 )
 
 
+def _insert_parts(connection: Connection) -> Any:
+    insert_ = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    return insert_(_part).on_conflict_do_nothing(
+        index_elements=["message_id", "part_no", "smsc_message_id"]
+    )
+
+
 def claim(engine: Engine, *, campaign_id: int, worker_id: int, limit: int) -> list[tuple[int, str]]:
     """Take up to `limit` queued messages of a campaign for this worker; no one else gets them."""
     pick = (
@@ -114,6 +123,12 @@ def claim(engine: Engine, *, campaign_id: int, worker_id: int, limit: int) -> li
 
 def store_answers(engine: Engine, worker_id: int, answers: list[Answer]) -> None:
     """Store what binds learnt, in one transaction: parts, outcomes, hand-backs, doubts."""
+    with engine.begin() as connection:
+        apply_answers(connection, worker_id, answers)
+
+
+def apply_answers(connection: Connection, worker_id: int, answers: list[Answer]) -> None:
+    """Store what binds learnt within the caller's transaction."""
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for answer in answers:
         at = datetime.fromtimestamp(answer.at, UTC)
@@ -125,11 +140,14 @@ def store_answers(engine: Engine, worker_id: int, answers: list[Answer]) -> None
         }
         outcome = answer.outcome
         if outcome == Outcome.ACCEPTED:
+            smsc_id = answer.smsc_message_id or ""
             rows["parts"].append(
                 {
                     "message_id": answer.message_id,
                     "part_no": answer.part_no,
-                    "smsc_message_id": answer.smsc_message_id or "",
+                    "smsc_message_id": smsc_id,
+                    "account": answer.account,
+                    "smsc_key": smsc_ids.key(smsc_id),
                     "status": M.SUBMITTED,
                 }
             )
@@ -156,9 +174,9 @@ def store_answers(engine: Engine, worker_id: int, answers: list[Answer]) -> None
         "in_doubt": _set_in_doubt,
         "resent": _set_resent,
     }
-    with engine.begin() as connection:
-        if rows["parts"]:
-            connection.execute(insert(_part), rows["parts"])
-        for kind, statement in statements.items():
-            if rows[kind]:
-                connection.execute(statement, rows[kind])
+    if rows["parts"]:
+        # Stored again after a commit whose acknowledgement was lost: nothing is added twice.
+        connection.execute(_insert_parts(connection), rows["parts"])
+    for kind, statement in statements.items():
+        if rows[kind]:
+            connection.execute(statement, rows[kind])

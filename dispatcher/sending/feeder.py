@@ -10,7 +10,7 @@ from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 from sqlmodel import select as select_rows
 
-from campaigns import content
+from campaigns import approval, content
 from campaigns.models import Campaign, CampaignStatus, Priority
 from campaigns.service import sent_text
 from dispatcher.db import reading
@@ -52,6 +52,20 @@ def content_for(campaign: Campaign, account: AccountSettings, settings: Settings
     )
 
 
+def _key(campaign: Campaign) -> tuple[object, ...]:
+    return (campaign.id, campaign.content_hash, campaign.approved_hash)
+
+
+def _sends_what_was_approved(campaign: Campaign) -> bool:
+    """The guard at feed time: the content built from this row is the content approved."""
+    if campaign.approved_hash is not None and (
+        approval.content_hash(campaign) == campaign.content_hash == campaign.approved_hash
+    ):
+        return True
+    log.error("campaign %d is sending content that was not approved: not sent", campaign.id)
+    return False
+
+
 class Sending:
     """The campaigns now sending, as this worker last read them, in the order to serve them."""
 
@@ -61,25 +75,28 @@ class Sending:
         self._normal: list[Campaign] = []
         self._turn = 0
         self._empty_until: dict[int, float] = {}
+        self._refused: set[tuple[object, ...]] = set()  # rows whose content was not approved
 
     def refresh(self) -> None:
         """Read the sending campaigns (on a worker thread); load only those new or changed."""
         with reading(self._engine).connect() as connection:
             rows = connection.execute(
-                select(_campaign.c.id, _campaign.c.content_hash)
+                select(_campaign.c.id, _campaign.c.content_hash, _campaign.c.approved_hash)
                 .where(_campaign.c.status == CampaignStatus.SENDING)
                 .order_by(_campaign.c.id)
             ).all()
-        known = {(c.id, c.content_hash): c for c in (*self._urgent, *self._normal)}
-        missing = [
-            campaign_id for campaign_id, digest in rows if (campaign_id, digest) not in known
-        ]
+        known = {_key(c): c for c in (*self._urgent, *self._normal)}
+        seen = known.keys() | self._refused
+        missing = [row.id for row in rows if tuple(row) not in seen]
         if missing:
             with Session(reading(self._engine)) as session:
                 for campaign in session.exec(
                     select_rows(Campaign).where(col(Campaign.id).in_(missing))
                 ).all():
-                    known[(campaign.id, campaign.content_hash)] = campaign
+                    if _sends_what_was_approved(campaign):
+                        known[_key(campaign)] = campaign
+                    else:
+                        self._refused.add(_key(campaign))
         campaigns = [known[key] for key in map(tuple, rows) if key in known]
         self._urgent = [c for c in campaigns if c.priority == Priority.URGENT]
         self._normal = [c for c in campaigns if c.priority != Priority.URGENT]
@@ -96,6 +113,11 @@ class Sending:
         for campaign in (*self._urgent, *normal):
             if self._empty_until.get(campaign.id or 0, 0.0) <= now:
                 yield campaign
+
+    @property
+    def normal_count(self) -> int:
+        """Normal campaigns sending now."""
+        return len(self._normal)
 
     def empty(self, campaign_id: int) -> None:
         """Nothing was queued: skip the campaign for a moment."""
@@ -151,6 +173,9 @@ class Feeder:
         """One claim for the first campaign in line that has room and queued messages."""
         # Claims of a window or half what the bind holds, whichever is less: few transactions.
         low_water = max(1, min(self.bind.account.window, self.bind.hold_limit // 2))
+        # Several normal campaigns at once: each claim takes a share of the room, so that
+        # the bind's hands (and the SMSC's stream) alternate between them in small blocks.
+        sharing = max(1, self._sending.normal_count)
         for campaign in self._sending.candidates():
             assert campaign.id is not None
             urgent = campaign.priority == Priority.URGENT
@@ -164,7 +189,7 @@ class Feeder:
                 self._engine,
                 campaign_id=campaign.id,
                 worker_id=self._worker_id,
-                limit=room,
+                limit=room if urgent else max(low_water, room // sharing),
             )
             if rows:
                 message_content = self._content(campaign)

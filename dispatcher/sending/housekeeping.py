@@ -23,6 +23,7 @@ from dispatcher import queue as jobs
 from dispatcher.db import session_scope
 from dispatcher.sending import halts, wirelog, workers
 from dispatcher.sending.accounts import LeaderLock
+from dispatcher.sending.matching import expire_pending
 from dispatcher.settings import Settings
 
 log = logging.getLogger("dispatcher.housekeeping")
@@ -51,6 +52,7 @@ class Housekeeper:
         lost = self._campaigns(slow=self.ticks % SLOW_EVERY == 1)
         if self.ticks % SLOW_EVERY == 1:
             expire_unanswered(self.engine, self.settings.receipt_timeout)
+            expire_pending(self.engine, self.settings.unmatched_receipt_ttl)
         return lost
 
     def _recover_dead_workers(self) -> None:
@@ -61,11 +63,14 @@ class Housekeeper:
         namespace = self.settings.queue_name
         for worker_id in workers.needing_recovery(self.engine, self.settings.worker_dead_after):
             written = wirelog.written(self.redis, namespace, worker_id)
-            queued, in_doubt = workers.recover(self.engine, worker_id, written)
+            heard = wirelog.heard(self.redis, namespace, worker_id) if written is not None else None
+            answered, queued, in_doubt = workers.recover(self.engine, worker_id, written, heard)
             wirelog.drop(self.redis, namespace, worker_id)
             log.warning(
-                "worker %d is gone: %d messages queued again, %d in doubt%s",
+                "worker %d is gone: %d answers stored for it, %d messages queued again, "
+                "%d in doubt%s",
                 worker_id,
+                answered,
                 queued,
                 in_doubt,
                 "" if written is not None else " (its write-ahead log was lost)",

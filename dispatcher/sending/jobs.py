@@ -6,14 +6,17 @@ account's session send for it, and a Redis that loses its data loses no message.
 """
 
 import asyncio
+import logging
 from typing import Any
 
-from sqlmodel import select
+from sqlalchemy.exc import IntegrityError
 
 from campaigns import execution
-from campaigns.models import Campaign, CampaignStatus
+from campaigns.models import Campaign
 from dispatcher.db import session_scope
 from dispatcher.settings import Settings
+
+log = logging.getLogger("dispatcher.sending.jobs")
 
 
 async def expand_campaign(ctx: dict[str, Any], campaign_id: int, generation: int) -> int:
@@ -21,19 +24,22 @@ async def expand_campaign(ctx: dict[str, Any], campaign_id: int, generation: int
     settings: Settings = ctx["settings"]
 
     def expand() -> int:
-        with session_scope(ctx["engine"]) as session:
-            # The row lock makes a second expansion of the same campaign wait, then do nothing.
-            campaign = session.exec(
-                select(Campaign).where(Campaign.id == campaign_id).with_for_update()
-            ).first()
-            if campaign is None or campaign.generation != generation:
-                return 0  # edited or resumed since: a newer job carries on
-            execution.start_sending(
-                session=session,
-                campaign=campaign,
-                batch_size=settings.batch_size,
-                policy=settings.policy,
-            )
-            return campaign.recipients if campaign.status == CampaignStatus.SENDING else 0
+        try:
+            with session_scope(ctx["engine"]) as session:
+                campaign = session.get(Campaign, campaign_id)
+                if campaign is None:
+                    return 0
+                return execution.start_sending(
+                    session=session,
+                    campaign=campaign,
+                    generation=generation,
+                    batch_size=settings.batch_size,
+                    policy=settings.policy,
+                )
+        except execution.Superseded as error:  # edited, cancelled or expired meanwhile
+            log.info("expansion rolled back: %s", error)
+        except IntegrityError:  # a second job for the same campaign: the first one expanded it
+            log.info("campaign %d was expanded by another job", campaign_id)
+        return 0
 
     return await asyncio.to_thread(expand)

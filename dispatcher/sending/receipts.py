@@ -1,73 +1,73 @@
-"""Delivery receipts: read from a deliver_sm (TLVs first, then text), matched and stored.
+"""What a delivery receipt says: read from a deliver_sm, TLVs first, then the receipt text.
 
-Nothing is acknowledged before it is stored: `ReceiptMatcher.apply` hands back the
-acknowledgements of what it settled, to be sent after the commit.
+A receipt carries the SMSC's id of the message it reports on, the state it reached, and the
+error codes. States are final (delivered, expired, deleted, undeliverable, rejected) or
+intermediate (en route, accepted, unknown, buffered…): an intermediate one is recorded on the
+part but ends nothing. Unknown spellings are recorded as they are, and end nothing either.
+Matching and storing receipts is `matching.py`'s job.
 """
 
 import re
-import time
-from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, and_, bindparam, select, update
-
-from campaigns.models import Message, MessagePart, MessageStatus, utcnow
-
-Ack = Callable[[], None]  # answers one receipt's deliver_sm
-_message = Message.__table__  # type: ignore[attr-defined]
-_part = MessagePart.__table__  # type: ignore[attr-defined]
-_CHUNK = 500
-# When the parts of one message end differently, the message takes the first of these.
-_WORST_FIRST = (
-    MessageStatus.REJECTED,
-    MessageStatus.UNDELIVERABLE,
-    MessageStatus.EXPIRED,
-    MessageStatus.FAILED,
-    MessageStatus.UNKNOWN,
-)
-_set_part_final = (
-    update(_part)
-    .where(and_(_part.c.id == bindparam("pid"), _part.c.status == MessageStatus.SUBMITTED))
-    .values(status=bindparam("new_status"), error_code=bindparam("error"), done_at=bindparam("at"))
-)
-_set_message_final = (
-    update(_message)
-    .where(and_(_message.c.id == bindparam("mid"), _message.c.status == MessageStatus.SUBMITTED))
-    .values(status=bindparam("new_status"), error_code=bindparam("error"), done_at=bindparam("at"))
-)
-
-# SMPP 3.4 §5.2.28 message_state values.
-_STATE_BY_TLV = {
-    2: MessageStatus.DELIVERED,
-    3: MessageStatus.EXPIRED,
-    4: MessageStatus.FAILED,  # DELETED
-    5: MessageStatus.UNDELIVERABLE,
-    7: MessageStatus.UNKNOWN,
-    8: MessageStatus.REJECTED,
-}
-# Receipt text `stat:` values (SMPP 3.4 Appendix B).
-_STATE_BY_STAT = {
-    "DELIVRD": MessageStatus.DELIVERED,
-    "EXPIRED": MessageStatus.EXPIRED,
-    "DELETED": MessageStatus.FAILED,
-    "UNDELIV": MessageStatus.UNDELIVERABLE,
-    "UNKNOWN": MessageStatus.UNKNOWN,
-    "REJECTD": MessageStatus.REJECTED,
-}
-_FIELD = re.compile(r"(id|stat|err):\s*(\S+)", re.IGNORECASE)
+from campaigns.models import MessageStatus
 
 RECEIPT_ESM_CLASS = 0x04
+M = MessageStatus
+
+# SMPP 3.4 §5.2.28 message_state (0 and 9 from SMPP 5.0), by the name the text writes.
+STATE_NAMES = {
+    0: "SCHEDULED",
+    1: "ENROUTE",
+    2: "DELIVRD",
+    3: "EXPIRED",
+    4: "DELETED",
+    5: "UNDELIV",
+    6: "ACCEPTD",
+    7: "UNKNOWN",
+    8: "REJECTD",
+    9: "SKIPPED",
+}
+# Receipt text `stat:` values (SMPP 3.4 Appendix B) and the spellings vendors use instead.
+FINAL_STATES = {
+    "DELIVRD": M.DELIVERED,
+    "DELIVERED": M.DELIVERED,
+    "DELIVER": M.DELIVERED,
+    "EXPIRED": M.EXPIRED,
+    "EXPIRD": M.EXPIRED,
+    "DELETED": M.FAILED,
+    "DELETD": M.FAILED,
+    "UNDELIV": M.UNDELIVERABLE,
+    "UNDELIVERABLE": M.UNDELIVERABLE,
+    "UNDELIVERED": M.UNDELIVERABLE,
+    "UNDELIVRD": M.UNDELIVERABLE,
+    "REJECTD": M.REJECTED,
+    "REJECTED": M.REJECTED,
+    "FAILED": M.FAILED,
+    "SKIPPED": M.FAILED,
+}
+# Known to say "not yet": recorded on the part, the message still awaits its final receipt.
+INTERMEDIATE_STATES = frozenset(
+    {"SCHEDULED", "ENROUTE", "ACCEPTD", "ACCEPTED", "UNKNOWN", "ACKED", "BUFFRED", "BUFFERED"}
+)
+_FIELD = re.compile(r"\b(id|stat|err):\s*(\S+)", re.IGNORECASE)
+_TEXT = re.compile(r"\btext:", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """What the network reported for one submitted message."""
+    """What the network reported for one submitted message (or part)."""
 
-    smsc_message_id: str
-    status: MessageStatus
-    error_code: int | None
+    smsc_message_id: str  # as the SMSC wrote it in the receipt
+    state: str  # as reported, e.g. DELIVRD, ENROUTE (a TLV state by its text name)
+    error_code: int | None = None  # the text's err:
+    network_error: int | None = None  # network_error_code TLV: type << 16 | code
+    account: str = ""  # the SMSC account whose bind received it
+
+    @property
+    def status(self) -> MessageStatus | None:
+        """The final status this receipt reports; None if it is intermediate or unknown."""
+        return FINAL_STATES.get(self.state)
 
 
 def is_receipt(esm_class: int) -> bool:
@@ -76,31 +76,42 @@ def is_receipt(esm_class: int) -> bool:
 
 
 def parse(
-    *, receipted_message_id: bytes | str | None, message_state: int | None, text: bytes | None
+    *,
+    receipted_message_id: bytes | str | None,
+    message_state: int | None,
+    text: bytes | None,
+    network_error_code: bytes | None = None,
+    account: str = "",
 ) -> Receipt | None:
-    """A receipt from the TLVs where present, completed from the text; None if unreadable."""
-    fields = {key.lower(): value for key, value in _FIELD.findall(_decode(text))}
+    """A receipt from the TLVs where present, completed from the text; None if unreadable.
+
+    In the text only what comes before `text:` counts (that field echoes the message, which may
+    itself contain `id:` or `stat:`), and the first `id:`, `stat:` and `err:` win.
+    """
+    fields = _text_fields(_decode(text))
     smsc_id = _decode(receipted_message_id) or fields.get("id", "")
-    status = _STATE_BY_TLV.get(message_state or 0) or _STATE_BY_STAT.get(
-        fields.get("stat", "").upper()
-    )
-    if not smsc_id or status is None:
+    if message_state is not None and message_state in STATE_NAMES:
+        state = STATE_NAMES[message_state]
+    else:
+        state = fields.get("stat", "").upper()
+    if not smsc_id or not state or len(smsc_id) > 64:
         return None
     return Receipt(
         smsc_message_id=smsc_id,
-        status=status,
+        state=state[:16],
         error_code=_error_code(fields.get("err", "")),
+        network_error=_network_error(network_error_code),
+        account=account,
     )
 
 
-def candidate_ids(smsc_message_id: str) -> list[str]:
-    """Forms the same id may have been stored in: as written, and hex ↔ decimal."""
-    candidates = [smsc_message_id]
-    if smsc_message_id.isdigit():
-        candidates += [format(int(smsc_message_id), "x"), format(int(smsc_message_id), "X")]
-    if _is_hex(smsc_message_id):
-        candidates.append(str(int(smsc_message_id, 16)))
-    return list(dict.fromkeys(candidates))
+def _text_fields(text: str) -> dict[str, str]:
+    echoed = _TEXT.search(text)
+    head = text[: echoed.start()] if echoed else text
+    fields: dict[str, str] = {}
+    for name, value in _FIELD.findall(head):
+        fields.setdefault(name.lower(), value)
+    return fields
 
 
 def _decode(value: bytes | str | None) -> str:
@@ -112,142 +123,18 @@ def _decode(value: bytes | str | None) -> str:
 
 
 def _error_code(value: str) -> int | None:
+    if not value or not value.isascii() or len(value) > 10:
+        return None  # "²" is a digit to isdigit(), and a huge number is no error code
     if value.isdigit():
         return int(value)
-    return int(value, 16) if _is_hex(value) else None
+    if all(c in "0123456789abcdefABCDEF" for c in value):
+        return int(value, 16)
+    return None
 
 
-def _is_hex(value: str) -> bool:
-    return bool(value) and all(c in "0123456789abcdefABCDEF" for c in value)
-
-
-@dataclass
-class ReceiptMatcher:
-    """Applies receipts to message parts; keeps those whose submit answer is not stored yet.
-
-    Each receipt comes with its acknowledgement; `apply` hands back the acknowledgements of the
-    receipts it has settled (stored, or given up on), to be sent only after the commit.
-    """
-
-    engine: Engine
-    patience: float = 60.0
-    waiting: dict[str, tuple[Receipt, float, list[Ack]]] = field(default_factory=dict)
-    applied: int = 0
-    abandoned: int = 0
-
-    def apply(self, new: list[tuple[Receipt, Ack]]) -> list[Ack]:
-        """Match and store `new` and the receipts still waiting; return the settled ones' acks."""
-        now = time.monotonic()
-        for receipt, ack in new:
-            self.waiting.setdefault(receipt.smsc_message_id, (receipt, now, []))[2].append(ack)
-        pending = list(self.waiting.items())
-        settled: list[Ack] = []
-        for start in range(0, len(pending), _CHUNK):
-            settled += self._apply_chunk(dict(pending[start : start + _CHUNK]))
-        for smsc_id, (_, seen, acks) in list(self.waiting.items()):
-            if now - seen >= self.patience:
-                del self.waiting[smsc_id]
-                self.abandoned += 1
-                settled += acks
-        return settled
-
-    def _apply_chunk(self, chunk: dict[str, tuple[Receipt, float, list[Ack]]]) -> list[Ack]:
-        at = utcnow()
-        settled: list[Ack] = []
-        with self.engine.begin() as connection:
-            # Ids as the receipts wrote them first; only those not found in their other forms.
-            by_form = {smsc_id: smsc_id for smsc_id in chunk}
-            found = _submitted_parts(connection, list(by_form))
-            missing = set(chunk) - {by_form[row.smsc_message_id] for row in found}
-            others = {form: smsc_id for smsc_id in missing for form in candidate_ids(smsc_id)[1:]}
-            if others:
-                found += _submitted_parts(connection, list(others))
-                by_form |= others
-            rows, single, multi, matched = [], [], set(), set()
-            for part_id, message_id, stored_id, parts in found:
-                smsc_id = by_form[stored_id]
-                receipt, _, acks = chunk[smsc_id]
-                final = {"new_status": receipt.status, "error": receipt.error_code, "at": at}
-                rows.append({"pid": part_id, **final})
-                if parts == 1:  # the part's end is the message's end
-                    single.append({"mid": message_id, **final})
-                else:
-                    multi.add(message_id)
-                matched.add(smsc_id)
-            if rows:
-                connection.execute(_set_part_final, rows)
-            if single:
-                connection.execute(_set_message_final, single)
-            if multi:
-                settle_messages(connection, multi, at)
-        # Only once committed: a receipt whose transaction failed stays waiting for the next try.
-        for smsc_id in matched:
-            if (entry := self.waiting.pop(smsc_id, None)) is not None:
-                settled += entry[2]
-        self.applied += len(rows)
-        return settled
-
-
-def _submitted_parts(connection: Connection, smsc_ids: list[str]) -> list[Any]:
-    return list(
-        connection.execute(
-            select(_part.c.id, _part.c.message_id, _part.c.smsc_message_id, _message.c.parts)
-            .join(_message, _message.c.id == _part.c.message_id)
-            .where(
-                _part.c.smsc_message_id.in_(smsc_ids),
-                _part.c.status == MessageStatus.SUBMITTED,
-            )
-        ).all()
-    )
-
-
-def settle_messages(connection: Connection, message_ids: set[int], at: Any) -> None:
-    """Give each submitted message whose parts have all ended its final status.
-
-    A part written twice (after a lost link) has two rows, one per SMSC id: it is delivered
-    when either is, and has ended when either is delivered or both have ended.
-    """
-    ids = list(message_ids)
-    for start in range(0, len(ids), _CHUNK):
-        rows = connection.execute(
-            select(
-                _part.c.message_id,
-                _message.c.parts,
-                _part.c.part_no,
-                _part.c.status,
-                _part.c.error_code,
-            )
-            .join(_message, _message.c.id == _part.c.message_id)
-            .where(_part.c.message_id.in_(ids[start : start + _CHUNK]))
-        ).all()
-        by_part: dict[int, dict[int, list[tuple[str, int | None]]]] = defaultdict(
-            lambda: defaultdict(list)
-        )
-        expected: dict[int, int] = {}
-        for message_id, parts, part_no, status, error in rows:
-            by_part[message_id][part_no].append((status, error))
-            expected[message_id] = parts
-        final = []
-        for message_id, parts in by_part.items():
-            ends = [_part_end(rows) for rows in parts.values()]
-            if len(ends) == expected[message_id] and all(end is not None for end in ends):
-                final.append(_final(message_id, [end for end in ends if end is not None], at))
-        if final:
-            connection.execute(_set_message_final, final)
-
-
-def _part_end(rows: list[tuple[str, int | None]]) -> tuple[str, int | None] | None:
-    """How one part ended, over every SMSC id it got; None while it may still be delivered."""
-    if any(status == MessageStatus.DELIVERED for status, _ in rows):
-        return MessageStatus.DELIVERED, None
-    if any(status == MessageStatus.SUBMITTED for status, _ in rows):
+def _network_error(value: bytes | str | None) -> int | None:
+    if isinstance(value, str):
+        value = value.encode("latin-1")
+    if not value:
         return None
-    return next((s, e) for bad in _WORST_FIRST for s, e in rows if s == bad)
-
-
-def _final(message_id: int, ends: list[tuple[str, int | None]], at: Any) -> dict[str, Any]:
-    worst = next(
-        ((s, e) for bad in _WORST_FIRST for s, e in ends if s == bad),
-        (MessageStatus.DELIVERED, None),
-    )
-    return {"mid": message_id, "new_status": worst[0], "error": worst[1], "at": at}
+    return int.from_bytes(value[:3], "big")

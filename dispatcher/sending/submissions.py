@@ -44,6 +44,7 @@ class Submission:
     accepted: int = 0  # parts the SMSC took
     started: bool = False  # a part was written: it cannot simply go back to the queue
     done: bool = False
+    trail: "list[Answer]" = field(default_factory=list)  # what was heard of it, in order
 
     @property
     def priority(self) -> int:
@@ -75,3 +76,4 @@ class Answer:
     final: bool = True  # for ACCEPTED: the message's last part, so it is now submitted
     reason: str | None = None  # SKIPPED: cancelled/paused/expired; IN_DOUBT, RESENT: why
     at: float = field(default_factory=time.time)
+    account: str = ""  # the SMSC account that answered: its ids are compared among its own

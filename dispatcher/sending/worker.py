@@ -23,16 +23,20 @@ from sqlalchemy import Engine
 from campaigns import audit
 from dispatcher import queue as jobs
 from dispatcher.db import session_scope
-from dispatcher.sending import claims, wirelog, workers
+from dispatcher.sending import claims, metrics, wirelog, workers
 from dispatcher.sending.accounts import LeaderLock, Pacer, SessionSlots, SharedRate, rate_key
 from dispatcher.sending.bind import Ack, BindSession
 from dispatcher.sending.feeder import Feeder, Sending
 from dispatcher.sending.halts import HaltBoard
 from dispatcher.sending.housekeeping import Housekeeper, lead
 from dispatcher.sending.jobs import expand_campaign
-from dispatcher.sending.receipts import Receipt, ReceiptMatcher
+from dispatcher.sending.matching import ReceiptMatcher
+from dispatcher.sending.receipts import Receipt
+from dispatcher.sending.smsc_ids import AccountIds
 from dispatcher.sending.submissions import Answer, Outcome
-from dispatcher.settings import AccountSettings, Settings
+from dispatcher.settings import AccountSettings, ReceiptsPer, Settings
+from dispatcher.watching.exposition import serve_worker_metrics
+from dispatcher.watching.publisher import Publisher
 
 log = logging.getLogger("dispatcher.worker")
 
@@ -42,6 +46,8 @@ SESSION_RENEW = 2.0
 # of rate/100 at most, a tenth of what an SMSC allowing a burst of rate/10 tolerates.
 RATE_TOLERANCE = 0.01
 RECEIPT_FLUSH = 0.2
+PENDING_RETRY = 0.5  # receipts stored unmatched are tried again this often while answers come
+PENDING_RETRY_IDLE = 5.0  # … and this often otherwise (an account's id formats may be learnt)
 ANSWER_FLUSH = 0.1  # answers are stored in groups this often: fewer, larger transactions
 _T = TypeVar("_T")
 # Outcomes after which a message has left its bind, so its write-ahead note can go.
@@ -84,7 +90,12 @@ class WorkerProcess:
         self._states: queue.SimpleQueue[tuple[str, str, str]] = queue.SimpleQueue()
         self._answered = asyncio.Event()
         self._unstored: list[tuple[str, list[Answer]]] = []
-        self._matcher = ReceiptMatcher(engine)
+        self._matcher = ReceiptMatcher(
+            engine,
+            accounts={a.name: AccountIds(a.submit_ids, a.receipt_ids) for a in settings.binds},
+            per_message={a.name for a in settings.binds if a.receipts_per == ReceiptsPer.MESSAGE},
+        )
+        self._answers_stored = False  # since unmatched receipts were last tried again
         self._last_beat = time.monotonic()
         url = jobs.redis_url(settings)
         timeouts = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
@@ -93,6 +104,13 @@ class WorkerProcess:
             ConnectionPool.from_url(url, **timeouts), default_queue_name=settings.queue_name
         )
         self.keeper = Housekeeper(engine, settings, self.redis)
+        self.publisher = Publisher(
+            redis=self.pool,
+            namespace=self.namespace,
+            binds=lambda: [session.bind for session in self.sessions.values()],
+            matcher=self._matcher,
+            worker_id=lambda: self.worker_id,
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- the process ---------------------------------------------------------------------
@@ -104,6 +122,8 @@ class WorkerProcess:
             self._loop.add_signal_handler(signum, self.stopping.set)
         self.worker_id = await self._retry("register", lambda: workers.register(self.engine))
         log.info("worker %d started", self.worker_id)
+        if self.settings.metrics_enabled and self.settings.metrics_port:
+            serve_worker_metrics(self.settings)
         try:
             wirelog.start(self.redis, self.namespace, self.worker_id)
         except redis.RedisError:
@@ -122,6 +142,8 @@ class WorkerProcess:
                 self.pool,
             ),
         ]
+        if self.settings.metrics_enabled:
+            background.append(self.publisher.run())
         loops = [asyncio.create_task(self._guard(c)) for c in background]
         writer = asyncio.create_task(self._guard(self._store_answers()))
         holders = [
@@ -344,9 +366,12 @@ class WorkerProcess:
                 delay = min(delay * 2, 10.0)
 
     def _store(self, pending: list[tuple[str, list[Answer]]]) -> None:
-        claims.store_answers(
-            self.engine, self.worker_id, [a for _, answers in pending for a in answers]
-        )
+        stored = [a for _, answers in pending for a in answers]
+        claims.store_answers(self.engine, self.worker_id, stored)
+        for answer in stored:
+            if answer.outcome == Outcome.ACCEPTED and answer.smsc_message_id:
+                self._matcher.saw_submit_id(answer.account, answer.smsc_message_id)
+        self._answers_stored = True
         for bind_name, answers in pending:
             session = self.sessions.get(bind_name)
             left = [a.message_id for a in answers if a.outcome in _LEFT and a.final]
@@ -357,9 +382,18 @@ class WorkerProcess:
                     pass  # a stale note only matters for messages still `submitting`
 
     async def _store_receipts(self) -> None:
+        last_retry = time.monotonic()
         while True:
             await asyncio.sleep(RECEIPT_FLUSH)
             await self._flush_receipts()
+            since = time.monotonic() - last_retry
+            if since >= PENDING_RETRY_IDLE or (self._answers_stored and since >= PENDING_RETRY):
+                self._answers_stored = False
+                last_retry = time.monotonic()
+                try:
+                    await asyncio.to_thread(self._matcher.retry_pending)
+                except Exception as error:
+                    log.warning("matching stored receipts failed (%s)", type(error).__name__)
 
     async def _flush_receipts(self) -> None:
         """Store the receipts that came in; then, and only then, acknowledge them."""
@@ -399,4 +433,5 @@ class WorkerProcess:
 
 def run_worker(settings: Settings, engine: Engine) -> int:
     """Run a worker process until it is told to stop; its exit code."""
+    metrics.enable(settings.metrics_enabled)
     return asyncio.run(WorkerProcess(settings, engine).run())

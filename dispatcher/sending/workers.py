@@ -4,10 +4,11 @@ import os
 import socket
 from datetime import timedelta
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from campaigns.models import Message, MessageStatus, Worker, utcnow
-from dispatcher.sending.claims import WORKER_LOST
+from dispatcher.sending.claims import WORKER_LOST, apply_answers
+from dispatcher.sending.submissions import Answer
 
 _worker = Worker.__table__  # type: ignore[attr-defined]
 _message = Message.__table__  # type: ignore[attr-defined]
@@ -71,11 +72,17 @@ def needing_recovery(engine: Engine, dead_after: float) -> list[int]:
         return sorted({int(w) for w in silent} | {int(w) for w in holding})
 
 
-def recover(engine: Engine, worker_id: int, written: set[int] | None) -> tuple[int, int]:
-    """A dead worker's messages: those maybe written end `unknown`; the rest go back queued.
+def recover(
+    engine: Engine,
+    worker_id: int,
+    written: set[int] | None,
+    heard: dict[int, list[Answer]] | None = None,
+) -> tuple[int, int, int]:
+    """A dead worker's messages: what it heard is stored; those maybe written end `unknown`.
 
     `written` is what its binds noted before writing (None if that record was lost: then all
-    of them are in doubt). Returns (queued again, in doubt).
+    of them are in doubt), `heard` the answers they noted and the worker may not have stored.
+    The rest go back to the queue. Returns (answered, queued again, in doubt).
     """
     now = utcnow()
     with engine.begin() as connection:
@@ -84,14 +91,16 @@ def recover(engine: Engine, worker_id: int, written: set[int] | None) -> tuple[i
             .where(_worker.c.id == worker_id, _worker.c.stopped_at.is_(None))
             .values(stopped_at=now, lost=True)
         )
-        held = set(
-            connection.execute(
-                select(_message.c.id).where(
-                    _message.c.claimed_by == worker_id,
-                    _message.c.status == MessageStatus.SUBMITTING,
-                )
-            ).scalars()
-        )
+        held = _still_held(connection, worker_id)
+        # Only messages still held: an answer stored just before the death is not stored twice.
+        answered = [a for mid, trail in (heard or {}).items() if mid in held for a in trail]
+        if answered:
+            apply_answers(connection, worker_id, answered)
+            before = len(held)
+            held = _still_held(connection, worker_id)
+            answered_count = before - len(held)
+        else:
+            answered_count = 0
         doubtful = held if written is None else held & written
         unsent = held - doubtful
         for ids, values in (
@@ -108,4 +117,15 @@ def recover(engine: Engine, worker_id: int, written: set[int] | None) -> tuple[i
                     )
                     .values(**values)
                 )
-    return len(unsent), len(doubtful)
+    return answered_count, len(unsent), len(doubtful)
+
+
+def _still_held(connection: Connection, worker_id: int) -> set[int]:
+    return set(
+        connection.execute(
+            select(_message.c.id).where(
+                _message.c.claimed_by == worker_id,
+                _message.c.status == MessageStatus.SUBMITTING,
+            )
+        ).scalars()
+    )

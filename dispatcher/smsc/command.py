@@ -143,6 +143,40 @@ def smsc_sim(
     stall: Annotated[
         bool, typer.Option("--stall", help="Start stalled (SIGUSR2 resumes).")
     ] = False,
+    submit_ids: Annotated[
+        str,
+        typer.Option(
+            help="How submit_sm_resp writes message ids: dec, dec0 (20 digits), hex, HEX, "
+            "hex0 or HEX0 (16 digits)."
+        ),
+    ] = "dec",
+    receipt_ids: Annotated[
+        str | None,
+        typer.Option(help="How receipts write message ids (same styles). Default: --submit-ids."),
+    ] = None,
+    receipt_tlvs: Annotated[
+        bool,
+        typer.Option(
+            "--receipt-tlvs/--no-receipt-tlvs",
+            help="Receipts carry receipted_message_id and message_state, or only the text.",
+        ),
+    ] = True,
+    late_receipts: Annotated[
+        float, typer.Option(help="Fraction of receipts sent --late-delay seconds late.")
+    ] = 0.0,
+    late_delay: Annotated[
+        float, typer.Option(help="Seconds a late receipt waits beyond --receipt-delay.")
+    ] = 0.0,
+    repeat_receipts: Annotated[
+        float, typer.Option(help="Fraction of receipts sent twice, 0.2 s apart.")
+    ] = 0.0,
+    receipt_per_message: Annotated[
+        str | None,
+        typer.Option(
+            help="first or last: one receipt per concatenated message, once all its segments "
+            "arrived, with the id of its first or last segment. Default: one per submit_sm."
+        ),
+    ] = None,
     log_level: Annotated[
         str, typer.Option(help="Logging level (DEBUG, INFO, WARNING, ...).")
     ] = "WARNING",
@@ -172,6 +206,13 @@ def smsc_sim(
             ignore_enquire_link=ignore_enquire_link,
             vendor_pdu_every=vendor_pdu_every,
             stalled=stall,
+            submit_ids=submit_ids,
+            receipt_ids=receipt_ids,
+            receipt_tlvs=receipt_tlvs,
+            late_receipts=late_receipts,
+            late_delay=late_delay,
+            repeat_receipts=repeat_receipts,
+            receipt_per_message=receipt_per_message,
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from dispatcher.smsc import pdu
+from dispatcher.smsc.receipt_styles import ID_STYLES, PER_MESSAGE
 
 __all__ = ["NO_ANSWER", "OUTCOMES", "Faults", "SimulatorConfig", "SimulatorStats", "read_stats"]
 
@@ -113,6 +114,14 @@ class SimulatorConfig:
     ignore_enquire_link: bool = False
     vendor_pdu_every: int = 0
     stalled: bool = False
+    # How ids are written and receipts sent (see receipt_styles).
+    submit_ids: str = "dec"  # the id's style in submit_sm_resp: one of ID_STYLES
+    receipt_ids: str | None = None  # its style in receipts; None: as submit_ids
+    receipt_tlvs: bool = True  # False: receipts carry only the text
+    late_receipts: float = 0.0  # fraction of receipts sent late_delay seconds later
+    late_delay: float = 0.0
+    repeat_receipts: float = 0.0  # fraction of receipts sent twice, REPEAT_GAP apart
+    receipt_per_message: str | None = None  # "first"/"last": one receipt per whole message
 
     def __post_init__(self) -> None:
         unknown = set(self.outcomes) - set(OUTCOMES)
@@ -130,7 +139,22 @@ class SimulatorConfig:
             raise ValueError("burst needs a max_rate and must be >= 1")
         if self.max_sessions is not None and self.max_sessions < 1:
             raise ValueError("max_sessions must be >= 1 (or None for no limit)")
+        self._check_receipt_style()
         self.faults()  # validates them
+
+    def _check_receipt_style(self) -> None:
+        styles = ", ".join(ID_STYLES)
+        for name, style in (("submit_ids", self.submit_ids), ("receipt_ids", self.receipt_ids)):
+            if style is not None and style not in ID_STYLES:
+                raise ValueError(f"{name} must be one of {styles}, not {style!r}")
+        _fraction("late_receipts", self.late_receipts)
+        _fraction("repeat_receipts", self.repeat_receipts)
+        if self.late_delay < 0:
+            raise ValueError(f"late_delay must be >= 0 seconds, not {self.late_delay!r}")
+        if self.receipt_per_message is not None and self.receipt_per_message not in PER_MESSAGE:
+            raise ValueError(
+                f"receipt_per_message must be first, last or None, not {self.receipt_per_message!r}"
+            )
 
     @property
     def effective_burst(self) -> float:
@@ -166,6 +190,8 @@ class SimulatorStats:
     receipts_sent: int = 0
     receipts_acked: int = 0
     receipts_nacked: int = 0
+    receipts_late: int = 0  # sent late_delay seconds after the others
+    receipts_repeated: int = 0  # sent a second time
     enquire_links: int = 0  # answered
     enquire_links_ignored: int = 0
     unbinds: int = 0

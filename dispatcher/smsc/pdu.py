@@ -300,9 +300,18 @@ def receipt_text(
 
 
 def receipt_for(
-    submit: ShortMessage, *, message_id: str, stat: str, submit_date: str, done_date: str
+    submit: ShortMessage,
+    *,
+    message_id: str,
+    stat: str,
+    submit_date: str,
+    done_date: str,
+    with_tlvs: bool = True,
 ) -> ShortMessage:
-    """The deliver_sm body reporting `stat` for `submit`, sent back from its destination."""
+    """The deliver_sm body reporting `stat` for `submit`, sent back from its destination.
+
+    Without `with_tlvs` only the text reports it (no receipted_message_id or message_state).
+    """
     text = receipt_text(
         message_id=message_id,
         stat=stat,
@@ -323,5 +332,7 @@ def receipt_for(
         tlvs={
             Tag.RECEIPTED_MESSAGE_ID: _cbytes(message_id),
             Tag.MESSAGE_STATE: bytes((MESSAGE_STATES[stat],)),
-        },
+        }
+        if with_tlvs
+        else {},
     )

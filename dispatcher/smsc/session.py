@@ -28,6 +28,7 @@ class _Receipt:
     stat: str
     submit: ShortMessage
     submit_date: str
+    repeat: bool = False  # to be sent again REPEAT_GAP after it is first sent
 
 
 def mask(address: str) -> str:

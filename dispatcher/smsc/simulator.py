@@ -1,19 +1,16 @@
 """An SMPP 3.4 SMSC simulator: binds, pipelined submit_sm, receipts, throttling and faults."""
 
 import asyncio
-import functools
 import itertools
 import logging
 import os
 import random
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Generic, Self, TypeVar
+from typing import Self
 
-from dispatcher.smsc import pdu
 from dispatcher.smsc.config import (
     NO_ANSWER,
     OUTCOMES,
@@ -23,6 +20,7 @@ from dispatcher.smsc.config import (
     read_stats,
 )
 from dispatcher.smsc.pdu import BindRequest, ShortMessage, Status
+from dispatcher.smsc.receipt_styles import REPEAT_GAP, ReceiptStyle, stamp
 from dispatcher.smsc.record import read_record, read_record_parts, record_line
 from dispatcher.smsc.session import (
     SMSC_SYSTEM_ID,
@@ -32,6 +30,7 @@ from dispatcher.smsc.session import (
     _TokenBucket,
     mask,
 )
+from dispatcher.smsc.timer import FifoTimer
 
 __all__ = [
     "NO_ANSWER",
@@ -52,55 +51,6 @@ log = logging.getLogger("dispatcher.smsc")
 
 _MAX_PENDING_RECEIPTS = 100_000  # per system_id, kept while no receiver is bound
 STATS_INTERVAL = 0.5  # seconds between rewrites of the stats file
-_T = TypeVar("_T")
-
-
-@functools.lru_cache(maxsize=8)
-def _minute_stamp(minute: int) -> str:
-    return time.strftime("%y%m%d%H%M", time.gmtime(minute * 60))
-
-
-def _stamp(now: float) -> str:
-    return _minute_stamp(int(now // 60))
-
-
-class _FifoTimer(Generic[_T]):
-    """Releases items a fixed delay after they were pushed, in order, on one timer handle."""
-
-    def __init__(
-        self,
-        delay: float,
-        release: Callable[[_T], None],
-        after: Callable[[], None],
-    ) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._delay = delay
-        self._release = release
-        self._after = after
-        self._items: deque[tuple[float, _T]] = deque()
-        self._handle: asyncio.TimerHandle | None = None
-
-    def push(self, item: _T) -> None:
-        due = self._loop.time() + self._delay
-        self._items.append((due, item))
-        if self._handle is None:
-            self._handle = self._loop.call_at(due, self._fire)
-
-    def _fire(self) -> None:
-        self._handle = None
-        limit = self._loop.time() + 0.001
-        items = self._items
-        while items and items[0][0] <= limit:
-            self._release(items.popleft()[1])
-        self._after()
-        if items:
-            self._handle = self._loop.call_at(items[0][0], self._fire)
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        self._items.clear()
 
 
 class Simulator:
@@ -131,8 +81,13 @@ class Simulator:
         weighted = [(stat, weight) for stat, weight in config.outcomes.items() if weight > 0]
         self._stats_choice = [stat for stat, _ in weighted]
         self._cum_weights = list(itertools.accumulate(weight for _, weight in weighted))
-        self._responses: _FifoTimer[tuple[_Session, bytes, _Receipt | None]] | None = None
-        self._receipts: _FifoTimer[tuple[_Session, _Receipt]] | None = None
+        self.style = ReceiptStyle(config, self.stats)
+        self._submit_id = self.style.submit_id
+        self._receipt_id = self.style.receipt_id
+        self._responses: FifoTimer[tuple[_Session, bytes, _Receipt | None]] | None = None
+        self._receipts: FifoTimer[tuple[_Session, _Receipt]] | None = None
+        self._late: FifoTimer[tuple[_Session, _Receipt]] | None = None
+        self._copies: FifoTimer[tuple[_Session, _Receipt]] | None = None
         self._record_fd: int | None = None
         self._record: list[str] = []
         self._stats_handle: asyncio.TimerHandle | None = None
@@ -143,8 +98,10 @@ class Simulator:
         """Bind the listening socket and start accepting ESMEs."""
         if self._server is not None:
             raise RuntimeError("simulator already started")
-        self._responses = _FifoTimer(self.config.latency, self._release_response, self.flush)
-        self._receipts = _FifoTimer(self.config.receipt_delay, self._route_receipt, self.flush)
+        self._responses = FifoTimer(self.config.latency, self._release_response, self.flush)
+        self._receipts = FifoTimer(self.config.receipt_delay, self._release_receipt, self.flush)
+        self._late = FifoTimer(self.style.late_delay, self._release_receipt, self.flush)
+        self._copies = FifoTimer(REPEAT_GAP, self._route_receipt, self.flush)
         if self.config.record is not None:
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
             self._record_fd = os.open(self.config.record, flags, 0o644)
@@ -173,7 +130,7 @@ class Simulator:
         if server is None:
             return
         server.close()
-        for timer in (self._responses, self._receipts):
+        for timer in (self._responses, self._receipts, self._late, self._copies):
             if timer is not None:
                 timer.cancel()
         sessions = list(self._sessions)
@@ -320,7 +277,8 @@ class Simulator:
         """A new message id for an accepted submit, and its receipt if one is due."""
         self.stats.submits += 1
         self.stats.last_submit = time.monotonic()
-        message_id = str(next(self._ids))
+        number = next(self._ids)
+        message_id = self._submit_id(number)
         if self.config.keep_messages:
             self.accepted.append(message)
         if self._record_fd is not None:
@@ -330,9 +288,13 @@ class Simulator:
         else:
             stat = self._rng.choices(self._stats_choice, cum_weights=self._cum_weights)[0]
         wanted = message.registered_delivery & 0x03
-        if not (wanted & 0x01 or (wanted == 0x02 and stat != "DELIVRD")):
-            return message_id, None
-        return message_id, _Receipt(system_id, message_id, stat, message, _stamp(time.time()))
+        receipt = None
+        if wanted & 0x01 or (wanted == 0x02 and stat != "DELIVRD"):
+            receipt_id = message_id if self._receipt_id is None else self._receipt_id(number)
+            receipt = _Receipt(system_id, receipt_id, stat, message, stamp(time.time()))
+        if self.style.per_message is not None:
+            receipt = self.style.one_per_message(system_id, message, receipt)
+        return message_id, receipt
 
     def respond(self, session: _Session, resp: bytes, receipt: _Receipt | None = None) -> None:
         """Send a submit_sm_resp after the configured latency, then its receipt."""
@@ -346,12 +308,24 @@ class Simulator:
         if session.is_closed:
             return
         session.queue(resp)
-        if receipt is None:
-            return
-        if self._receipts is not None and self.config.receipt_delay > 0:
-            self._receipts.push((session, receipt))
+        if receipt is not None:
+            self._schedule_receipt(session, receipt)
+
+    def _schedule_receipt(self, session: _Session, receipt: _Receipt) -> None:
+        timer = self._receipts
+        if self.style.reorders and self.style.draw(receipt):
+            timer = self._late
+        if timer is not None and timer.delay > 0:
+            timer.push((session, receipt))
         else:
-            self._route_receipt((session, receipt))
+            self._release_receipt((session, receipt))
+
+    def _release_receipt(self, item: tuple[_Session, _Receipt]) -> None:
+        receipt = item[1]
+        if receipt.repeat and self._copies is not None:
+            receipt.repeat = False  # one copy, even if the first is redelivered
+            self._copies.push(item)
+        self._route_receipt(item)
 
     def _route_receipt(self, item: tuple[_Session, _Receipt]) -> None:
         origin, receipt = item
@@ -380,13 +354,7 @@ class Simulator:
 
     def receipt_message(self, receipt: _Receipt) -> ShortMessage:
         """The deliver_sm body that reports `receipt` back to the submitter."""
-        return pdu.receipt_for(
-            receipt.submit,
-            message_id=receipt.message_id,
-            stat=receipt.stat,
-            submit_date=receipt.submit_date,
-            done_date=_stamp(time.time()),
-        )
+        return self.style.message(receipt)
 
     # The record and the stats file.
 

@@ -1,7 +1,7 @@
 """reports: indexes that read a campaign's report by range scans, without sorting its messages
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-04 15:00:00
 
 The delay index is on an expression (seconds from submit to receipt), written as
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

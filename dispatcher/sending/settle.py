@@ -1,0 +1,84 @@
+"""A message's end from its parts' ends: delivered when every part is, else the worst of them."""
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, case, or_, select, update
+
+from campaigns.models import Message, MessagePart, MessageStatus
+
+_message = Message.__table__  # type: ignore[attr-defined]
+_part = MessagePart.__table__  # type: ignore[attr-defined]
+_CHUNK = 500
+M = MessageStatus
+# When the parts of one message end differently, the message takes the first of these.
+_WORST_FIRST = (M.REJECTED, M.UNDELIVERABLE, M.EXPIRED, M.FAILED, M.UNKNOWN)
+
+set_message_final = (
+    update(_message)
+    .where(
+        and_(
+            _message.c.id == bindparam("mid"),
+            or_(_message.c.status == M.SUBMITTED, _message.c.status == M.UNKNOWN),
+        )
+    )
+    .values(
+        status=bindparam("new_status"),
+        error_code=bindparam("error"),
+        done_at=bindparam("at"),
+        # The truth after the receipt timeout said `unknown`: counted as corrected late.
+        late_receipt=case((_message.c.status == M.UNKNOWN, True), else_=_message.c.late_receipt),
+    )
+)
+
+
+def settle_messages(connection: Connection, message_ids: set[int], at: Any) -> None:
+    """Give each submitted message whose parts have all ended its final status.
+
+    A part written twice (after a lost link) has two rows, one per SMSC id: it is delivered
+    when either is, and has ended when either is delivered or both have ended.
+    """
+    ids = list(message_ids)
+    for start in range(0, len(ids), _CHUNK):
+        rows = connection.execute(
+            select(
+                _part.c.message_id,
+                _message.c.parts,
+                _part.c.part_no,
+                _part.c.status,
+                _part.c.error_code,
+            )
+            .join(_message, _message.c.id == _part.c.message_id)
+            .where(_part.c.message_id.in_(ids[start : start + _CHUNK]))
+        ).all()
+        by_part: dict[int, dict[int, list[tuple[str, int | None]]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        expected: dict[int, int] = {}
+        for message_id, parts, part_no, status, error in rows:
+            by_part[message_id][part_no].append((status, error))
+            expected[message_id] = parts
+        final = []
+        for message_id, parts in by_part.items():
+            ends = [_part_end(rows) for rows in parts.values()]
+            if len(ends) == expected[message_id] and all(end is not None for end in ends):
+                final.append(_final(message_id, [end for end in ends if end is not None], at))
+        if final:
+            connection.execute(set_message_final, final)
+
+
+def _part_end(rows: list[tuple[str, int | None]]) -> tuple[str, int | None] | None:
+    """How one part ended, over every SMSC id it got; None while it may still be delivered."""
+    if any(status == MessageStatus.DELIVERED for status, _ in rows):
+        return MessageStatus.DELIVERED, None
+    if any(status == MessageStatus.SUBMITTED for status, _ in rows):
+        return None
+    return next((s, e) for bad in _WORST_FIRST for s, e in rows if s == bad)
+
+
+def _final(message_id: int, ends: list[tuple[str, int | None]], at: Any) -> dict[str, Any]:
+    worst = next(
+        ((s, e) for bad in _WORST_FIRST for s, e in ends if s == bad),
+        (MessageStatus.DELIVERED, None),
+    )
+    return {"mid": message_id, "new_status": worst[0], "error": worst[1], "at": at}

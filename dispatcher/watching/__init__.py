@@ -1,0 +1,1 @@
+"""Watching it live: the figures the operator page, the terminal view and /metrics share."""
