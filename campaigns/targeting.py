@@ -6,14 +6,24 @@ numbers count only while they are active subscribers in the authority's areas, u
 authority is granted off-registry lists (checked again here, at expansion, for subscribers who
 changed since the upload). Opted-out
 numbers are left out of `normal` campaigns and kept in `urgent` ones. An exercise reaches the
-authority's registered test numbers only, whatever its target says.
+authority's registered test numbers only, whatever its target says. Each message keeps the area
+its number is registered in (none for a number outside the registry), so that reports count
+by area without joining the registry.
 """
 
 from sqlalchemy import bindparam, insert, text
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from campaigns import areas
-from campaigns.models import Authority, Campaign, Message, MessageStatus, Mode, Priority
+from campaigns.models import (
+    Authority,
+    Campaign,
+    Message,
+    MessageStatus,
+    Mode,
+    Priority,
+    Subscriber,
+)
 
 _RECIPIENTS = """
     WITH reached AS (
@@ -21,7 +31,8 @@ _RECIPIENTS = """
         FROM subscriber s
         WHERE s.area_code IN :area_codes AND s.status = 'active'
         UNION ALL
-        SELECT e.msisdn, NULL FROM recipient_list_entry e
+        SELECT e.msisdn, l.area_code FROM recipient_list_entry e
+        LEFT JOIN subscriber l ON l.msisdn = e.msisdn
         WHERE e.list_id = :list_id AND (:off_registry OR EXISTS (
             SELECT 1 FROM subscriber r
             WHERE r.msisdn = e.msisdn AND r.status = 'active' AND r.area_code IN :allowed_codes
@@ -80,11 +91,19 @@ def insert_messages(*, session: Session, campaign: Campaign, batch_size: int, pa
     """Insert one queued message per recipient; return how many."""
     if campaign.mode == Mode.EXERCISE:
         numbers = _test_numbers(session, campaign)
+        registered = dict(
+            session.exec(
+                select(Subscriber.msisdn, Subscriber.area_code).where(
+                    col(Subscriber.msisdn).in_(numbers)
+                )
+            ).all()
+        )
         rows = [
             {
                 "campaign_id": campaign.id,
                 "batch_no": i // batch_size,
                 "msisdn": msisdn,
+                "area_code": registered.get(msisdn),
                 "parts": parts,
                 "status": MessageStatus.QUEUED,
             }

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from dispatcher.commands import audit as audit_commands
 from dispatcher.commands import people as people_commands
+from dispatcher.commands import reports as report_commands
 from dispatcher.commands import subscribers as subscriber_commands
 from dispatcher.commands.sign import keygen, sign
 from dispatcher.settings import get_settings
@@ -28,6 +29,8 @@ app.add_typer(people_commands.authorities_app, name="authorities")
 app.add_typer(people_commands.users_app, name="users")
 app.command("sign")(sign)
 app.command("keygen")(keygen)
+app.command("report")(report_commands.report)
+app.command("export")(report_commands.export)
 
 
 def _logging(level: str = "INFO") -> None:

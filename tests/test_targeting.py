@@ -10,6 +10,7 @@ from campaigns import areas, targeting
 from campaigns.models import (
     Authority,
     Campaign,
+    Message,
     Mode,
     OptOut,
     Priority,
@@ -118,3 +119,40 @@ def test_an_exercise_reaches_the_test_numbers_only(engine: Engine, authority: Au
     with Session(engine) as session:
         exercise = _campaign(authority, mode=Mode.EXERCISE)
         assert targeting.count_recipients(session=session, campaign=exercise) == 2
+
+
+def test_each_message_keeps_the_area_its_number_is_registered_in(
+    engine: Engine, authority: Authority
+) -> None:
+    with session_scope(engine) as session:
+        an_khe = session.exec(
+            select(Subscriber.msisdn).where(Subscriber.area_code == "623")
+        ).first()
+        assert an_khe is not None
+        session.connection().execute(
+            insert(Subscriber), [{"msisdn": "+84912000001", "area_code": "625"}]
+        )
+        recipients = RecipientList(authority_id=authority.id, name="l", created_by_id=1)  # type: ignore[arg-type]
+        session.add(recipients)
+        session.flush()
+        session.connection().execute(
+            insert(RecipientListEntry),
+            [{"list_id": recipients.id, "msisdn": n} for n in (an_khe, "+84987654321")],
+        )
+        listed = _campaign(authority, target_areas=["622"], recipient_list_id=recipients.id)
+        exercise = _campaign(authority, mode=Mode.EXERCISE)
+        session.add_all([listed, exercise])
+        session.flush()
+        for campaign in (listed, exercise):
+            targeting.insert_messages(session=session, campaign=campaign, batch_size=100, parts=1)
+        areas_of = {
+            (campaign_id, msisdn): area
+            for campaign_id, msisdn, area in session.exec(
+                select(Message.campaign_id, Message.msisdn, Message.area_code)
+            )
+        }
+    assert areas_of[listed.id, an_khe] == "623"  # listed, registered outside the target
+    assert areas_of[listed.id, "+84987654321"] is None  # not in the registry
+    assert {a for (c, _), a in areas_of.items() if c == listed.id} == {"622", "623", None}
+    assert areas_of[exercise.id, "+84912000001"] == "625"
+    assert areas_of[exercise.id, "+84912000002"] is None

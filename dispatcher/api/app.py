@@ -24,6 +24,7 @@ from dispatcher.api import (
     headers,
     limits,
     recipients,
+    reports,
 )
 from dispatcher.api.auth_failures import FailedAuth
 from dispatcher.db import get_engine
@@ -167,6 +168,7 @@ def create_app() -> FastAPI:
     docs.install(app)
     for router in (
         campaigns.router,
+        reports.router,
         audit.router,
         areas.router,
         admin.router,

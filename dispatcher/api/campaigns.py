@@ -1,4 +1,4 @@
-"""Campaign endpoints: the lifecycle, the report and the preview."""
+"""Campaign endpoints: the lifecycle and the preview (reports: `dispatcher.api.reports`)."""
 
 from collections.abc import Callable, Coroutine
 from datetime import datetime
@@ -9,8 +9,7 @@ import anyio.from_thread
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from campaigns import execution, service
-from campaigns.content import Encoding, analyse
+from campaigns import service
 from campaigns.models import Campaign, CampaignBase, CampaignStatus, Mode
 from dispatcher import queue
 from dispatcher.api.bounds import MAX_ID, IdPath, Offset, PageLimit, link_next
@@ -66,19 +65,6 @@ class RejectionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=1, max_length=1000)
-
-
-class Report(BaseModel):
-    """Where a campaign's messages stand."""
-
-    campaign_id: int
-    status: CampaignStatus
-    exercise: bool
-    encoding: Encoding
-    recipients: int
-    parts_per_message: int
-    total_sms: int
-    by_status: dict[str, int]
 
 
 def _public(session: SessionDep, campaign: Campaign) -> CampaignPublic:
@@ -242,26 +228,6 @@ def resume_campaign(
     release = partial(halts.release, pool, settings.queue_name, campaign_id)
     expand = partial(queue.enqueue_expansion, pool, campaign_id, campaign.generation, None)
     return _committed(session, campaign, release, expand)
-
-
-@router.get("/{campaign_id}/report", response_model=Report)
-def campaign_report(
-    campaign_id: IdPath, session: SessionDep, actor: CurrentUser, settings: SettingsDep
-) -> Report:
-    """Counts of the campaign's messages by status, with the encoding and the SMS it took."""
-    campaign = service.get_visible(session=session, campaign_id=campaign_id, actor=actor)
-    assert campaign.id is not None
-    parts = execution.parts_per_message(session=session, campaign_id=campaign.id)
-    return Report(
-        campaign_id=campaign.id,
-        status=campaign.status,
-        exercise=campaign.mode == Mode.EXERCISE,
-        encoding=analyse(service.sent_text(campaign, settings.policy)).encoding,
-        recipients=campaign.recipients,
-        parts_per_message=parts,
-        total_sms=campaign.recipients * parts,
-        by_status=execution.count_by_status(session=session, campaign_id=campaign.id),
-    )
 
 
 @router.get("/{campaign_id}/preview", response_model=Preview)
