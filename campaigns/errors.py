@@ -21,3 +21,9 @@ class InvalidState(CampaignError):
 
 class InvalidInput(CampaignError):
     code = "invalid_input"
+
+
+class AuthorityNotConfirmed(InvalidState):
+    """The authority awaits a second operator admin's confirmation (`campaigns.custody`)."""
+
+    code = "authority_not_confirmed"
