@@ -129,6 +129,8 @@ def update_authority(
 
 def confirm_authority(*, session: Session, authority: Authority, actor: Actor) -> Authority:
     """A second operator admin vouches for the authority and its authority_admin; audited."""
+    # Two admins confirming at once: the second waits here, then finds it confirmed.
+    session.refresh(authority, with_for_update={"key_share": True})
     custody.require_may_confirm(actor, authority)
     if authority.confirmed_at is not None:
         raise InvalidState(
