@@ -6,14 +6,20 @@ command line with direct database access) registers an authority and bootstraps 
 first authority_admin, and from then on can only take access away (revoke tokens), never give
 it. So no operator-side person can get a campaign approved without the authority taking part.
 
+Nor can one operator admin invent an authority and act as it: an authority submits and approves
+campaigns only once a second operator admin, neither the one who registered it nor the one who
+bootstrapped its first authority_admin, has confirmed it after that authority_admin exists,
+vouching for the authority and for the person holding its authority_admin account.
+
 An actor is a `User`, or a label for a trusted operator-side caller without a user, such as
 "cli:<login>" for the command line: it has an operator admin's rights, no more.
 """
 
 from typing import Final
 
-from campaigns.errors import PermissionDenied
-from campaigns.models import Role, User
+from campaigns.audit import actor_label
+from campaigns.errors import AuthorityNotConfirmed, PermissionDenied
+from campaigns.models import Authority, Role, User
 
 Actor = User | str
 
@@ -26,6 +32,11 @@ AUTHORITY_OWNED_FIELDS: Final = frozenset(
 OPERATOR_OWNED_FIELDS: Final = frozenset(
     {"name", "areas", "approvals_normal", "approvals_urgent", "test_numbers", "off_registry_lists"}
 )
+
+
+def label(actor: Actor) -> str:
+    """How the audit log, and an authority's custody columns, name the actor."""
+    return actor if isinstance(actor, str) else actor_label(actor)
 
 
 def is_operator_admin(actor: Actor) -> bool:
@@ -96,4 +107,23 @@ def require_may_change(actor: Actor, *, authority_id: int | None, fields: set[st
         raise PermissionDenied(
             f"{', '.join(refused)}: not for "
             f"{'the authority' if allowed is AUTHORITY_OWNED_FIELDS else 'the operator'} to change"
+        )
+
+
+def require_may_confirm(actor: Actor, authority: Authority) -> None:
+    """A second operator admin: not who registered it, nor who bootstrapped its admin."""
+    require_operator_admin(actor)
+    if label(actor) in (authority.created_by, authority.bootstrapped_by):
+        raise PermissionDenied(
+            f"authority {authority.code}: a second operator admin confirms it, not the one who "
+            "registered it or created its first authority_admin"
+        )
+
+
+def require_confirmed(authority: Authority) -> None:
+    """An authority acts (submits, approves) only once a second operator admin confirmed it."""
+    if authority.confirmed_at is None:
+        raise AuthorityNotConfirmed(
+            f"authority {authority.code} is not confirmed yet: a second operator admin must "
+            "confirm it before its campaigns can be submitted or approved"
         )

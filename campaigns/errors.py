@@ -21,3 +21,13 @@ class InvalidState(CampaignError):
 
 class InvalidInput(CampaignError):
     code = "invalid_input"
+
+
+class AuthorityNotConfirmed(InvalidState):
+    """The authority awaits a second operator admin's confirmation (`campaigns.custody`).
+
+    A state of the authority, not a lack of rights of the caller: the same request by the same
+    person succeeds once the authority is confirmed, so 409 like any other InvalidState.
+    """
+
+    code = "authority_not_confirmed"

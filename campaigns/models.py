@@ -110,6 +110,13 @@ class Authority(SQLModel, table=True):
     # Recipient lists may hold numbers outside the registry and the authority's areas.
     off_registry_lists: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    # Four eyes on the operator side (`campaigns.custody`), by the audit log's actor labels:
+    # who registered it, who created its first authority_admin, and the second operator admin
+    # who vouched for both; unconfirmed, it may not submit or approve campaigns.
+    created_by: str | None = Field(default=None, max_length=100)
+    bootstrapped_by: str | None = Field(default=None, max_length=100)
+    confirmed_by: str | None = Field(default=None, max_length=100)
+    confirmed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class User(SQLModel, table=True):

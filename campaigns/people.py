@@ -20,8 +20,8 @@ from sqlmodel import Session, and_, col, func, select
 from campaigns import approval, audit, custody, tokens
 from campaigns.areas import unknown_codes
 from campaigns.custody import Actor
-from campaigns.errors import InvalidInput, NotFound
-from campaigns.models import ApiToken, Authority, Role, User
+from campaigns.errors import InvalidInput, InvalidState, NotFound
+from campaigns.models import ApiToken, Authority, Role, User, utcnow
 from campaigns.numbers import NumberRejected, normalise_msisdn
 
 AUTHORITY_CODE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
@@ -92,6 +92,7 @@ def create_authority(
         test_numbers=_checked_test_numbers(test_numbers or []),
         public_key=_checked_public_key(public_key),
         off_registry_lists=off_registry_lists,
+        created_by=custody.label(actor) if actor is not None else None,
     )
     session.add(authority)
     session.flush()
@@ -119,7 +120,36 @@ def update_authority(
         setattr(authority, field, value)
     session.add(authority)
     session.flush()
-    _audit(session, actor, "authority.update", f"authority:{authority.code}", {"changes": diff})
+    # Allowed to one operator admin after confirmation too: an authority's areas or lists let
+    # no operator-side person act as it; the entry says whether it was confirmed by then.
+    details = {"changes": diff, "confirmed": authority.confirmed_at is not None}
+    _audit(session, actor, "authority.update", f"authority:{authority.code}", details)
+    return authority
+
+
+def confirm_authority(*, session: Session, authority: Authority, actor: Actor) -> Authority:
+    """A second operator admin vouches for the authority and its authority_admin; audited."""
+    # Two admins confirming at once: the second waits here, then finds it confirmed.
+    session.refresh(authority, with_for_update={"key_share": True})
+    custody.require_may_confirm(actor, authority)
+    if authority.confirmed_at is not None:
+        raise InvalidState(
+            f"authority {authority.code} was confirmed by {authority.confirmed_by} already"
+        )
+    if not _has_authority_admin(session, authority):
+        raise InvalidState(
+            f"authority {authority.code} has no authority_admin yet: confirm it once there is one"
+        )
+    authority.confirmed_at = utcnow()
+    authority.confirmed_by = custody.label(actor)
+    session.add(authority)
+    session.flush()
+    details = {
+        "created_by": authority.created_by,
+        "bootstrapped_by": authority.bootstrapped_by,
+        "authority_admins": _authority_admin_names(session, authority),
+    }
+    _audit(session, actor, "authority.confirm", f"authority:{authority.code}", details)
     return authority
 
 
@@ -233,8 +263,8 @@ def create_user(
 ) -> tuple[User, str]:
     """Create a user and return it with its first API token, shown only this once."""
     username = _checked_username(username)
+    has_admin = authority is not None and _has_authority_admin(session, authority)
     if actor is not None:
-        has_admin = authority is not None and _has_authority_admin(session, authority)
         custody.require_may_create(
             actor,
             role=role,
@@ -254,6 +284,9 @@ def create_user(
         authority_id=authority.id if authority else None,
     )
     session.add(user)
+    if authority is not None and role == Role.AUTHORITY_ADMIN and not has_admin:
+        authority.bootstrapped_by = custody.label(actor) if actor is not None else None
+        session.add(authority)
     session.flush()
     details = {
         "username": username,
@@ -270,6 +303,13 @@ def _has_authority_admin(session: Session, authority: Authority) -> bool:
         select(User.id).where(User.authority_id == authority.id, User.role == Role.AUTHORITY_ADMIN)
     ).first()
     return found is not None
+
+
+def _authority_admin_names(session: Session, authority: Authority) -> list[str]:
+    query = select(User.username).where(
+        User.authority_id == authority.id, User.role == Role.AUTHORITY_ADMIN
+    )
+    return sorted(session.exec(query))
 
 
 def user_by_username(*, session: Session, username: str) -> User:

@@ -7,6 +7,8 @@ Who may do what:
 - a submitter creates, edits and submits; an approver of the same authority, who is not the
   submitter, approves or rejects; the authority's submitters and approvers, and operators,
   cancel; operators pause and resume. Auditors and admins only read.
+- an authority's campaigns are submitted and approved only once a second operator admin has
+  confirmed the authority (`campaigns.custody`); until then AuthorityNotConfirmed.
 A transition not allowed from the current state raises InvalidState and changes nothing.
 
 One writer at a time: every transition first re-reads the campaign under a row lock (`locked`,
@@ -17,7 +19,7 @@ expansion is seen, never overwritten.
 
 from sqlmodel import Session, col, func, select, update
 
-from campaigns import approval, areas, audit, characters, content
+from campaigns import approval, areas, audit, characters, content, custody
 from campaigns.errors import InvalidInput, InvalidState, NotFound, PermissionDenied
 from campaigns.models import (
     Approval,
@@ -173,6 +175,7 @@ def submit(*, session: Session, campaign: Campaign, actor: User) -> Campaign:
     _require_role(actor, Role.SUBMITTER)
     locked(session=session, campaign=campaign)
     _require(campaign, S.DRAFT)
+    _require_confirmed_authority(session, campaign)
     campaign.status = S.SUBMITTED
     campaign.submitted_at = utcnow()
     session.add(campaign)
@@ -217,8 +220,8 @@ def approve(
             f"campaign {campaign.id} content changed: its hash is {campaign.content_hash}, "
             f"not {content_hash}"
         )
-    authority = session.get(Authority, campaign.authority_id)
-    assert authority is not None and campaign.id is not None
+    authority = _require_confirmed_authority(session, campaign)
+    assert campaign.id is not None
     if authority.public_key and not approval.signature_is_valid(
         public_key=authority.public_key,
         campaign_id=campaign.id,
@@ -351,6 +354,13 @@ def record_event(
 def _require_role(actor: User, role: Role) -> None:
     if actor.role != role:
         raise PermissionDenied(f"this needs the {role} role")
+
+
+def _require_confirmed_authority(session: Session, campaign: Campaign) -> Authority:
+    authority = session.get(Authority, campaign.authority_id)
+    assert authority is not None
+    custody.require_confirmed(authority)
+    return authority
 
 
 def _require_authority_approver(campaign: Campaign, actor: User) -> None:

@@ -13,7 +13,7 @@ from sqlmodel import Session
 from campaigns import areas
 from campaigns.execution import count_by_status
 from campaigns.models import PENDING_MESSAGE_STATUSES, Role
-from campaigns.people import create_authority, create_user
+from campaigns.people import confirm_authority, create_authority, create_user
 from campaigns.synthetic import insert_subscribers
 from dispatcher.db import make_engine, session_scope
 from dispatcher.stack import Stack
@@ -32,13 +32,16 @@ class Seeded:
 
 
 SEEDER = "seed-demo"  # how the audit log names the deployment's bootstrap
+# The demo's stand-in for the second operator admin, who confirms the authority it registered.
+CONFIRMER = "seed-demo:second-admin"
 
 
 def seed(database_url: str, subscribers: int) -> Seeded:
     """An authority with a submitter and an approver, the areas, and synthetic subscribers.
 
     As a deployment would: the operator side registers the authority and its first
-    authority_admin, who then creates the authority's submitter and approver; all audited.
+    authority_admin, a second operator admin confirms the authority, and its authority_admin
+    creates its submitter and approver; all audited.
     """
     engine = make_engine(database_url)
     with session_scope(engine) as session:
@@ -58,6 +61,7 @@ def seed(database_url: str, subscribers: int) -> Seeded:
             authority=authority,
             actor=SEEDER,
         )
+        confirm_authority(session=session, authority=authority, actor=CONFIRMER)
         _, submitter = create_user(
             session=session,
             username="an.nguyen",

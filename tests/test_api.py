@@ -13,6 +13,7 @@ from campaigns import areas
 from campaigns.models import Campaign, CampaignStatus, Role
 from campaigns.people import create_authority, create_user
 from dispatcher.db import session_scope
+from tests.world import confirmed
 
 
 @dataclass
@@ -48,6 +49,8 @@ def people(engine: Engine) -> People:
                 ("Dũng", Role.APPROVER, other),
             )
         ]
+        confirmed(session, own)
+        confirmed(session, other)
     return People(*(_bearer(t) for t in tokens))
 
 

@@ -154,7 +154,8 @@ def test_an_update_changes_only_what_is_given_and_audits_from_and_to(seeded: Eng
         "changes": {
             "approvals_urgent": {"from": 1, "to": 3},
             "public_key": {"from": key, "to": None},
-        }
+        },
+        "confirmed": False,
     }
 
 

@@ -3,13 +3,15 @@
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
+from sqlmodel import Session, select
 
 from campaigns import areas
-from campaigns.models import Authority, Role
-from campaigns.people import create_authority, create_user
+from campaigns.models import Authority, Role, User
+from campaigns.people import confirm_authority, create_authority, create_user
 from dispatcher.db import session_scope
 
 TEST_NUMBERS = ["+84912000001", "+84912000002", "+84912000003"]
+SECOND_ADMIN = "cli:second-admin"  # the operator admin who confirms the tests' authorities
 
 
 @dataclass
@@ -54,6 +56,24 @@ def build(engine: Engine) -> World:
             )
             world.headers[name] = {"Authorization": f"Bearer {token}"}
         session.add(a)
+        confirmed(session, a)
+        confirmed(session, b)
         assert a.id is not None and b.id is not None
         world.authority_ids = {"a": a.id, "b": b.id}
     return world
+
+
+def confirmed(session: Session, authority: Authority) -> Authority:
+    """As a second operator admin would: confirm it, first giving it an authority_admin if none."""
+    admins = session.exec(
+        select(User).where(User.authority_id == authority.id, User.role == Role.AUTHORITY_ADMIN)
+    ).first()
+    if admins is None:
+        create_user(
+            session=session,
+            username=f"{authority.code}-admin",
+            name=f"{authority.name} admin",
+            role=Role.AUTHORITY_ADMIN,
+            authority=authority,
+        )
+    return confirm_authority(session=session, authority=authority, actor=SECOND_ADMIN)

@@ -58,7 +58,11 @@ class AuthorityIn(BaseModel):
 
 
 class AuthorityPublic(BaseModel):
-    """An authority as the API shows it, test numbers in E.164."""
+    """An authority as the API shows it, test numbers in E.164.
+
+    `created_by`, `bootstrapped_by` and `confirmed_by` name operator-side actors as the audit
+    log does ("user:<id>:<username>", "cli:<login>"); it submits campaigns once confirmed.
+    """
 
     code: str
     name: str
@@ -69,6 +73,10 @@ class AuthorityPublic(BaseModel):
     public_key: str | None
     off_registry_lists: bool
     created_at: datetime
+    created_by: str | None
+    bootstrapped_by: str | None
+    confirmed_at: datetime | None
+    confirmed_by: str | None
 
 
 class UserIn(BaseModel):
@@ -166,6 +174,18 @@ def update_authority(
     """
     authority = _managed_authority(session, code, actor)
     people.update_authority(session=session, authority=authority, changes=changes, actor=actor)
+    return _authority(authority)
+
+
+@router.post("/authorities/{code}/confirm", response_model=AuthorityPublic)
+def confirm_authority(code: Code, session: SessionDep, actor: Admin) -> AuthorityPublic:
+    """Vouch for the authority and its authority_admin: then it may submit campaigns.
+
+    A second operator admin's: not the one who registered it (403), nor the one who created its
+    first authority_admin (403); it must have one (409), and be unconfirmed (409).
+    """
+    authority = people.authority_by_code(session=session, code=code)
+    people.confirm_authority(session=session, authority=authority, actor=actor)
     return _authority(authority)
 
 

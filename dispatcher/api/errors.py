@@ -89,7 +89,8 @@ _MEANINGS = {
     "the authority's areas.",
     404: "It does not exist, or belongs to another authority.",
     408: "The request body stopped arriving.",
-    409: "Not allowed in the current state, a stale content hash, or a concurrent change.",
+    409: "Not allowed in the current state (an authority not yet confirmed by a second admin "
+    "included), a stale content hash, or a concurrent change.",
     413: "The request body is larger than allowed.",
     422: "Invalid input: the message names the field (unknown fields are refused).",
     429: "Too many failed authentications from this address: wait as Retry-After says.",

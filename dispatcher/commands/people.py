@@ -3,7 +3,10 @@
 Changes made here are audited under the actor "cli:<login>", the operating-system account
 that ran the command (or "cli" when it has no name), which has an operator admin's rights and
 no more (see `campaigns.custody`): it registers authorities and operator staff and bootstraps
-an authority with its first authority_admin. What is the authority's own (its people, their
+an authority with its first authority_admin, and confirms an authority (`authorities confirm`)
+as the second operator admin, when the login differs from the one that registered it or
+bootstrapped its authority_admin; with direct database access the command line stands outside
+these rules anyway. What is the authority's own (its people, their
 tokens, its signing key) needs that authority_admin's API token, given with `--as-token-file`
 or DISPATCHER_AS_TOKEN; the change is then audited under them. Tokens go to stdout alone,
 everything else to stderr, so `dispatcher users token an > an.token` keeps just the token.
@@ -183,6 +186,17 @@ def update_authority(
         typer.echo(f"{'updated' if changed else 'nothing to change in'} {code}", err=True)
 
 
+@authorities_app.command("confirm")
+def confirm_authority(
+    code: Annotated[str, typer.Argument(help="The authority's code")],
+) -> None:
+    """Vouch, as a second operator admin, for the authority and its authority_admin."""
+    with _domain_errors(), session_scope() as session:
+        authority = people.authority_by_code(session=session, code=code)
+        people.confirm_authority(session=session, authority=authority, actor=cli_actor())
+        typer.echo(f"confirmed {code}: its campaigns may now be submitted", err=True)
+
+
 @authorities_app.command("list")
 def list_authorities() -> None:
     """Every authority with its areas, approvals, test numbers and whether it has a key."""
@@ -201,6 +215,7 @@ def _authority_line(authority: Authority) -> str:
             f"test_numbers={len(authority.test_numbers)}",
             f"key={'yes' if authority.public_key else 'no'}",
             f"off_registry_lists={'yes' if authority.off_registry_lists else 'no'}",
+            f"confirmed_by={authority.confirmed_by or '-'}",
         ]
     )
 
