@@ -104,15 +104,25 @@ class Sending:
         self._empty_until = {k: v for k, v in self._empty_until.items() if k in live}
 
     def candidates(self) -> Iterator[Campaign]:
-        """Urgent campaigns oldest first; then normal ones, a different one first each time."""
+        """Urgent campaigns oldest first; then normal ones, from the one after the last served."""
         now = time.monotonic()
         normal = self._normal
         if normal:
-            self._turn = (self._turn + 1) % len(normal)
-            normal = normal[self._turn :] + normal[: self._turn]
+            turn = self._turn % len(normal)
+            normal = normal[turn:] + normal[:turn]
         for campaign in (*self._urgent, *normal):
             if self._empty_until.get(campaign.id or 0, 0.0) <= now:
                 yield campaign
+
+    def served(self, campaign: Campaign) -> None:
+        """A normal campaign was given a claim: the next claim starts with the one after it.
+
+        The turn moves only with claims, not with each look for room, so that two normal
+        campaigns alternate claim by claim whatever the timing.
+        """
+        ids = [c.id for c in self._normal]
+        if campaign.id in ids:
+            self._turn = ids.index(campaign.id) + 1
 
     @property
     def normal_count(self) -> int:
@@ -192,6 +202,8 @@ class Feeder:
                 limit=room if urgent else max(low_water, room // sharing),
             )
             if rows:
+                if not urgent:
+                    self._sending.served(campaign)
                 message_content = self._content(campaign)
                 self.bind.submit(
                     [Submission(message_id, msisdn, message_content) for message_id, msisdn in rows]
