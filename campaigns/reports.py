@@ -140,13 +140,14 @@ def _index_scans(session: Session) -> Iterator[None]:
     before = {name: connection.exec_driver_sql(f"SHOW {name}").scalar_one() for name in _PLANNER}
     for name in _PLANNER:
         connection.execute(sa.text("SELECT set_config(:name, 'off', true)"), {"name": name})
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            connection.execute(
-                sa.text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value}
-            )
+    # Not in a `finally`: after a failure the transaction is lost anyway, and with it these
+    # transaction-local settings; putting them back would only hide the error (a database
+    # restarting would then answer 500 instead of 503).
+    yield
+    for name, value in before.items():
+        connection.execute(
+            sa.text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value}
+        )
 
 
 def rank(fraction: float, count: int) -> int:
