@@ -213,13 +213,7 @@ class ReceiptMatcher:
         parts, single, multi = [], [], set()
         whole = [(f, r) for f, r in finals if f.parts > 1 and r.account in self.per_message]
         for found, receipt in finals:
-            values = {
-                "new_status": receipt.status,
-                "error": receipt.error_code,
-                "network": receipt.network_error,
-                "state": receipt.state,
-                "at": at,
-            }
+            values = _final_values(receipt, at)
             parts.append({"pid": found.part_id, **values})
             if found.parts == 1:
                 single.append({"mid": found.message_id, **values})
@@ -227,22 +221,23 @@ class ReceiptMatcher:
                 multi.add(found.message_id)
         # An SMSC that reports once per message: its receipt ends every part of the message.
         for found, receipt in whole:
-            for part_id in _sibling_parts(connection, found):
-                parts.append(
-                    {
-                        "pid": part_id,
-                        "new_status": receipt.status,
-                        "error": receipt.error_code,
-                        "network": receipt.network_error,
-                        "state": receipt.state,
-                        "at": at,
-                    }
-                )
+            values = _final_values(receipt, at)
+            parts += [{"pid": pid, **values} for pid in _sibling_parts(connection, found)]
         connection.execute(_set_part_final, parts)
         if single:
             connection.execute(set_message_final, single)
         if multi:
             settle_messages(connection, multi, at)
+
+
+def _final_values(receipt: Receipt, at: Any) -> dict[str, Any]:
+    return {
+        "new_status": receipt.status,
+        "error": receipt.error_code,
+        "network": receipt.network_error,
+        "state": receipt.state,
+        "at": at,
+    }
 
 
 def _parts(connection: Connection, account: str, keys: list[str]) -> dict[str, list[Found]]:
