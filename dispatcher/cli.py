@@ -184,14 +184,31 @@ def bench(
     metrics: Annotated[
         bool, typer.Option(help="Workers record latencies and publish live figures")
     ] = True,
+    smsc: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HOST:PORT",
+            help="An external SMSC (any system_id and password) instead of the simulator",
+        ),
+    ] = None,
+    text: Annotated[str | None, typer.Option(help="The message [default: the demo's]")] = None,
 ) -> None:
-    """Benchmark one campaign end to end against the simulator."""
+    """Benchmark one campaign end to end against the simulator or an external SMSC."""
     from dispatcher import bench as benchmark
+    from dispatcher.demo import DEMO_TEXT
 
     console = Console()
     _fresh(var_dir)
     count = subscribers or (int(rate * 40) if rate else 200_000)
-    figures = benchmark.run(count, var_dir, window, workers, console, rate, metrics)
+    address = None
+    if smsc is not None:
+        host, _, port = smsc.rpartition(":")
+        if not host or not port.isdigit():
+            raise typer.BadParameter("expected HOST:PORT", param_hint="--smsc")
+        address = (host, int(port))
+    figures = benchmark.run(
+        count, var_dir, window, workers, console, rate, metrics, address, text or DEMO_TEXT
+    )
     benchmark.report(figures, console)
 
 
