@@ -106,6 +106,7 @@ class BindSession(threading.Thread):
         self._waiting: list[Queued] = []  # parts to write again after a backoff, by due time
         self._inflight: dict[int, tuple[Submission, int, float]] = {}  # sequence → part
         self._out: list[Answer] = []
+        self._receipts_out: list[tuple[receipts.Receipt, Ack]] = []  # handed over after answers
         self._heard: dict[int, Submission] = {}  # written messages with news since the last flush
         self._acks: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
         self._stopping = threading.Event()
@@ -540,7 +541,8 @@ class BindSession(threading.Thread):
             link.reply(pdu.sequence, "deliver_sm_resp")
         else:
             self.counters[f"receipt:{receipt.status or 'intermediate'}"] += 1
-            self._on_receipt(receipt, partial(self.acknowledge, self._connection, pdu.sequence))
+            ack = partial(self.acknowledge, self._connection, pdu.sequence)
+            self._receipts_out.append((receipt, ack))
 
     def _send_acks(self, link: Link) -> None:
         acks = []
@@ -623,8 +625,11 @@ class BindSession(threading.Thread):
 
         Noted first, so that a worker killed before storing it leaves in doubt only what was
         written and never answered: its windows, not the answers waiting to be stored.
+        Receipts follow the answers, so that a receipt is never stored before the answer that
+        gave its message's SMSC id.
         """
         if not self._out:
+            self._hand_receipts()
             return
         if self._heard and self._wire is not None and not self._wire_down:
             try:
@@ -636,6 +641,13 @@ class BindSession(threading.Thread):
         self._heard.clear()
         answers, self._out = self._out, []
         self._on_answers(answers)
+        self._hand_receipts()
+
+    def _hand_receipts(self) -> None:
+        if self._receipts_out:
+            handed, self._receipts_out = self._receipts_out, []
+            for receipt, ack in handed:
+                self._on_receipt(receipt, ack)
 
 
 def _text(value: Any) -> str | None:

@@ -16,14 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from campaigns.models import Message, MessagePart, MessageStatus
-from dispatcher.sending import smsc_ids
+from campaigns.models import Message, MessageStatus
+from dispatcher.sending import bulk, smsc_ids
 from dispatcher.sending.submissions import Answer, Outcome
 
 _message = Message.__table__  # type: ignore[attr-defined]
-_part = MessagePart.__table__  # type: ignore[attr-defined]
 M = MessageStatus
 
 WORKER_LOST = "worker_lost"  # the worker died holding it: written or not, nobody knows
@@ -41,17 +39,17 @@ def _held_by_worker(*statuses: str) -> Any:
 
 
 # A late answer from a worker declared dead still tells the truth: it wins over `unknown`.
-_set_submitted = (
-    update(_message)
-    .where(_held_by_worker(M.SUBMITTING, M.UNKNOWN))
-    .values(
-        status=M.SUBMITTED,
-        submitted_at=bindparam("at"),
-        attempts=bindparam("attempts"),
-        last_status=bindparam("last_status"),
-        error_code=None,
-        done_at=None,
-    )
+# The two statements every message goes through run as the driver's executemany (bulk.py).
+SET_SUBMITTED = (
+    "UPDATE message SET status = 'submitted', submitted_at = ?, attempts = ?, last_status = ?,"
+    " error_code = NULL, done_at = NULL"
+    " WHERE id = ? AND claimed_by = ? AND status IN ('submitting', 'unknown')"
+)
+# Stored again after a commit whose acknowledgement was lost: nothing is added twice.
+INSERT_PARTS = (
+    "INSERT INTO message_part (message_id, part_no, smsc_message_id, account, smsc_key, status)"
+    " VALUES (?, ?, ?, ?, ?, 'submitted')"
+    " ON CONFLICT (message_id, part_no, smsc_message_id) DO NOTHING"
 )
 _set_failed = (
     update(_message)
@@ -91,13 +89,6 @@ _set_resent = (
 )
 
 
-def _insert_parts(connection: Connection) -> Any:
-    insert_ = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    return insert_(_part).on_conflict_do_nothing(
-        index_elements=["message_id", "part_no", "smsc_message_id"]
-    )
-
-
 def claim(engine: Engine, *, campaign_id: int, worker_id: int, limit: int) -> list[tuple[int, str]]:
     """Take up to `limit` queued messages of a campaign for this worker; no one else gets them."""
     pick = (
@@ -106,15 +97,19 @@ def claim(engine: Engine, *, campaign_id: int, worker_id: int, limit: int) -> li
         .order_by(_message.c.id)
         .limit(limit)
     )
+    taken = _message.c.id.in_(pick)
     if engine.dialect.name == "postgresql":
         # Materialized, so the LIMIT holds: an IN (subquery) may be planned as a join.
         picked = pick.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
-        pick = select(picked.c.id)
+        # The status test again: a row another worker claimed meanwhile is not taken twice.
+        taken = _message.c.id.in_(select(picked.c.id)) & (_message.c.status == M.QUEUED)
+    # On SQLite the transaction holds the write lock (BEGIN IMMEDIATE), so what the subquery
+    # picks is still queued; testing the status again would make SQLite walk every queued row
+    # of the status index instead of looking the picked ids up (a claim grew with the queue).
     with engine.begin() as connection:
         rows = connection.execute(
             update(_message)
-            # The status test again: a row another worker claimed meanwhile is not taken twice.
-            .where(_message.c.id.in_(pick), _message.c.status == M.QUEUED)
+            .where(taken)
             .values(status=M.SUBMITTING, claimed_by=worker_id)
             .returning(_message.c.id, _message.c.msisdn)
         ).all()
@@ -129,8 +124,27 @@ def store_answers(engine: Engine, worker_id: int, answers: list[Answer]) -> None
 
 def apply_answers(connection: Connection, worker_id: int, answers: list[Answer]) -> None:
     """Store what binds learnt within the caller's transaction."""
+    stamp = bulk.stamper(connection)
+    parts: list[tuple[Any, ...]] = []
+    submitted: list[tuple[Any, ...]] = []
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for answer in answers:
+        outcome = answer.outcome
+        if outcome == Outcome.ACCEPTED:  # the common case, kept lean
+            smsc_id = answer.smsc_message_id or ""
+            key = smsc_ids.key(smsc_id)
+            parts.append((answer.message_id, answer.part_no, smsc_id, answer.account, key))
+            if answer.final:
+                submitted.append(
+                    (
+                        stamp(answer.at),
+                        answer.attempts,
+                        answer.command_status,
+                        answer.message_id,
+                        worker_id,
+                    )
+                )
+            continue
         at = datetime.fromtimestamp(answer.at, UTC)
         base = {
             "mid": answer.message_id,
@@ -138,22 +152,7 @@ def apply_answers(connection: Connection, worker_id: int, answers: list[Answer])
             "attempts": answer.attempts,
             "last_status": answer.command_status,
         }
-        outcome = answer.outcome
-        if outcome == Outcome.ACCEPTED:
-            smsc_id = answer.smsc_message_id or ""
-            rows["parts"].append(
-                {
-                    "message_id": answer.message_id,
-                    "part_no": answer.part_no,
-                    "smsc_message_id": smsc_id,
-                    "account": answer.account,
-                    "smsc_key": smsc_ids.key(smsc_id),
-                    "status": M.SUBMITTED,
-                }
-            )
-            if answer.final:
-                rows["submitted"].append({**base, "at": at})
-        elif outcome == Outcome.FAILED:
+        if outcome == Outcome.FAILED:
             rows["failed"].append({**base, "at": at})
         elif outcome in (Outcome.SKIPPED, Outcome.RETURNED):
             status = _SKIPPED_STATUS.get(answer.reason or "", M.QUEUED)
@@ -168,15 +167,13 @@ def apply_answers(connection: Connection, worker_id: int, answers: list[Answer])
         elif outcome == Outcome.RESENT:
             rows["resent"].append({**base, "reason": answer.reason})
     statements = {
-        "submitted": _set_submitted,
         "failed": _set_failed,
         "unsent": _set_unsent,
         "in_doubt": _set_in_doubt,
         "resent": _set_resent,
     }
-    if rows["parts"]:
-        # Stored again after a commit whose acknowledgement was lost: nothing is added twice.
-        connection.execute(_insert_parts(connection), rows["parts"])
+    bulk.run(connection, INSERT_PARTS, parts)
+    bulk.run(connection, SET_SUBMITTED, submitted)
     for kind, statement in statements.items():
         if rows[kind]:
             connection.execute(statement, rows[kind])

@@ -30,9 +30,9 @@ from sqlalchemy import (
 )
 
 from campaigns.models import Message, MessagePart, MessageStatus, PendingReceipt, utcnow
-from dispatcher.sending import metrics
+from dispatcher.sending import bulk, metrics
 from dispatcher.sending.receipts import Receipt
-from dispatcher.sending.settle import set_message_final, settle_messages
+from dispatcher.sending.settle import MESSAGE_FINAL, settle_messages
 from dispatcher.sending.smsc_ids import AccountIds, IdBase
 
 log = logging.getLogger("dispatcher.receipts")
@@ -50,16 +50,10 @@ def _open(table: Any) -> Any:
     return or_(table.c.status == M.SUBMITTED, table.c.status == M.UNKNOWN)
 
 
-_set_part_final = (
-    update(_part)
-    .where(and_(_part.c.id == bindparam("pid"), _open(_part)))
-    .values(
-        status=bindparam("new_status"),
-        error_code=bindparam("error"),
-        network_error=bindparam("network"),
-        receipt_state=bindparam("state"),
-        done_at=bindparam("at"),
-    )
+# Every receipt goes through this statement: run as the driver's executemany (bulk.py).
+PART_FINAL = (
+    "UPDATE message_part SET status = ?, error_code = ?, network_error = ?, receipt_state = ?,"
+    " done_at = ? WHERE id = ? AND status IN ('submitted', 'unknown')"
 )
 _set_part_state = (
     update(_part)
@@ -102,6 +96,7 @@ class ReceiptMatcher:
     repeated: int = 0
     waiting: int = 0  # receipts stored without a match, as last seen (all workers')
     abandoned: int = 0  # receipts given up on, as last seen
+    held: int = 0  # receipts this worker stored unmatched since they were last tried again
     _unstored: list[tuple[Receipt, Ack]] = field(default_factory=list)
 
     def ids(self, account: str) -> AccountIds:
@@ -119,24 +114,41 @@ class ReceiptMatcher:
 
         Raises if the database fails: the receipts are kept and stored on the next call.
         """
-        for receipt, _ in new:
-            ids = self.ids(receipt.account)
-            if ids.receipt_declared == IdBase.AUTO:
-                ids.receipt_seen.see(receipt.smsc_message_id)
+        self.learn([receipt for receipt, _ in new])
         self._unstored += new
         acks: list[Ack] = []
         while self._unstored:
             chunk = self._unstored[:_CHUNK]
             with self.engine.begin() as connection:
-                outcome = self._match(connection, [r for r, _ in chunk])
-                _hold(connection, outcome.held)
-            metrics.delivered(utcnow(), outcome.submitted)
+                outcome = self.store(connection, [r for r, _ in chunk])
+            self.stored(outcome)
             del self._unstored[: len(chunk)]
             acks += [ack for _, ack in chunk]
         return acks
 
+    def learn(self, receipts: list[Receipt]) -> None:
+        """Learn the id formats of accounts set to `auto` from receipts just received."""
+        for receipt in receipts:
+            ids = self.ids(receipt.account)
+            if ids.receipt_declared == IdBase.AUTO:
+                ids.receipt_seen.see(receipt.smsc_message_id)
+
+    def store(self, connection: Connection, receipts: list[Receipt]) -> Outcome:
+        """Match and store receipts within the caller's transaction (see `stored`)."""
+        outcome = self._match(connection, receipts)
+        _hold(connection, outcome.held)
+        return outcome
+
+    def stored(self, outcome: Outcome) -> None:
+        """What `store` did, once its transaction has committed."""
+        self.applied += outcome.applied
+        self.repeated += outcome.repeated
+        self.held += len(outcome.held)
+        metrics.delivered(utcnow(), outcome.submitted)
+
     def retry_pending(self, limit: int = 5000) -> int:
         """Match stored receipts again (new answers may have arrived); returns how many matched."""
+        self.held = 0
         with self.engine.begin() as connection:
             rows = connection.execute(
                 select(_pending)
@@ -155,6 +167,8 @@ class ReceiptMatcher:
                 for row in rows
             }
             outcome = self._match(connection, list(by_id.values()))
+            self.applied += outcome.applied
+            self.repeated += outcome.repeated
             still = {id(receipt): reason for receipt, reason in outcome.held}
             done = [pid for pid, receipt in by_id.items() if id(receipt) not in still]
             for start in range(0, len(done), _CHUNK):
@@ -205,39 +219,41 @@ class ReceiptMatcher:
             connection.execute(_set_part_state, states)
         if finals:
             self._settle(connection, finals, at)
-        self.applied += outcome.applied
-        self.repeated += outcome.repeated
         return outcome
 
     def _settle(self, connection: Connection, finals: list[tuple[Found, Receipt]], at: Any) -> None:
+        stored_at = bulk.stamp(connection, at)
         parts, single, multi = [], [], set()
         whole = [(f, r) for f, r in finals if f.parts > 1 and r.account in self.per_message]
         for found, receipt in finals:
-            values = _final_values(receipt, at)
-            parts.append({"pid": found.part_id, **values})
+            parts.append(_part_final(found.part_id, receipt, stored_at))
             if found.parts == 1:
-                single.append({"mid": found.message_id, **values})
+                single.append(
+                    (str(receipt.status), receipt.error_code, stored_at, found.message_id)
+                )
             else:
                 multi.add(found.message_id)
         # An SMSC that reports once per message: its receipt ends every part of the message.
         for found, receipt in whole:
-            values = _final_values(receipt, at)
-            parts += [{"pid": pid, **values} for pid in _sibling_parts(connection, found)]
-        connection.execute(_set_part_final, parts)
-        if single:
-            connection.execute(set_message_final, single)
+            parts += [
+                _part_final(pid, receipt, stored_at) for pid in _sibling_parts(connection, found)
+            ]
+        bulk.run(connection, PART_FINAL, parts)
+        bulk.run(connection, MESSAGE_FINAL, single)
         if multi:
             settle_messages(connection, multi, at)
 
 
-def _final_values(receipt: Receipt, at: Any) -> dict[str, Any]:
-    return {
-        "new_status": receipt.status,
-        "error": receipt.error_code,
-        "network": receipt.network_error,
-        "state": receipt.state,
-        "at": at,
-    }
+def _part_final(part_id: int, receipt: Receipt, at: Any) -> tuple[Any, ...]:
+    """PART_FINAL's row for a part that a final receipt ends."""
+    return (
+        str(receipt.status),  # the value: psycopg would write an Enum's name
+        receipt.error_code,
+        receipt.network_error,
+        receipt.state,
+        at,
+        part_id,
+    )
 
 
 def _parts(connection: Connection, account: str, keys: list[str]) -> dict[str, list[Found]]:

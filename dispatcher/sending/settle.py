@@ -3,9 +3,10 @@
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, or_, select, update
+from sqlalchemy import Connection, select
 
 from campaigns.models import Message, MessagePart, MessageStatus
+from dispatcher.sending import bulk
 
 _message = Message.__table__  # type: ignore[attr-defined]
 _part = MessagePart.__table__  # type: ignore[attr-defined]
@@ -14,21 +15,12 @@ M = MessageStatus
 # When the parts of one message end differently, the message takes the first of these.
 _WORST_FIRST = (M.REJECTED, M.UNDELIVERABLE, M.EXPIRED, M.FAILED, M.UNKNOWN)
 
-set_message_final = (
-    update(_message)
-    .where(
-        and_(
-            _message.c.id == bindparam("mid"),
-            or_(_message.c.status == M.SUBMITTED, _message.c.status == M.UNKNOWN),
-        )
-    )
-    .values(
-        status=bindparam("new_status"),
-        error_code=bindparam("error"),
-        done_at=bindparam("at"),
-        # The truth after the receipt timeout said `unknown`: counted as corrected late.
-        late_receipt=case((_message.c.status == M.UNKNOWN, True), else_=_message.c.late_receipt),
-    )
+# Rows: (status, error_code, done_at, id); run as the driver's executemany (bulk.py). The truth
+# after the receipt timeout said `unknown` is counted as corrected late.
+MESSAGE_FINAL = (
+    "UPDATE message SET status = ?, error_code = ?, done_at = ?,"
+    " late_receipt = (status = 'unknown' OR late_receipt)"
+    " WHERE id = ? AND status IN ('submitted', 'unknown')"
 )
 
 
@@ -39,6 +31,7 @@ def settle_messages(connection: Connection, message_ids: set[int], at: Any) -> N
     when either is, and has ended when either is delivered or both have ended.
     """
     ids = list(message_ids)
+    stored_at = bulk.stamp(connection, at)
     for start in range(0, len(ids), _CHUNK):
         rows = connection.execute(
             select(
@@ -62,9 +55,10 @@ def settle_messages(connection: Connection, message_ids: set[int], at: Any) -> N
         for message_id, parts in by_part.items():
             ends = [_part_end(rows) for rows in parts.values()]
             if len(ends) == expected[message_id] and all(end is not None for end in ends):
-                final.append(_final(message_id, [end for end in ends if end is not None], at))
-        if final:
-            connection.execute(set_message_final, final)
+                final.append(
+                    _final(message_id, [end for end in ends if end is not None], stored_at)
+                )
+        bulk.run(connection, MESSAGE_FINAL, final)
 
 
 def _part_end(rows: list[tuple[str, int | None]]) -> tuple[str, int | None] | None:
@@ -76,9 +70,9 @@ def _part_end(rows: list[tuple[str, int | None]]) -> tuple[str, int | None] | No
     return next((s, e) for bad in _WORST_FIRST for s, e in rows if s == bad)
 
 
-def _final(message_id: int, ends: list[tuple[str, int | None]], at: Any) -> dict[str, Any]:
+def _final(message_id: int, ends: list[tuple[str, int | None]], at: Any) -> tuple[Any, ...]:
     worst = next(
         ((s, e) for bad in _WORST_FIRST for s, e in ends if s == bad),
         (MessageStatus.DELIVERED, None),
     )
-    return {"mid": message_id, "new_status": worst[0], "error": worst[1], "at": at}
+    return (str(worst[0]), worst[1], at, message_id)

@@ -45,13 +45,16 @@ SESSION_RENEW = 2.0
 # A bind that asks for its next slots a little late may still use the 10 ms it missed: a burst
 # of rate/100 at most, a tenth of what an SMSC allowing a burst of rate/10 tolerates.
 RATE_TOLERANCE = 0.01
-RECEIPT_FLUSH = 0.2
 PENDING_RETRY = 0.5  # receipts stored unmatched are tried again this often while answers come
 PENDING_RETRY_IDLE = 5.0  # … and this often otherwise (an account's id formats may be learnt)
-ANSWER_FLUSH = 0.1  # answers are stored in groups this often: fewer, larger transactions
+STORE_EVERY = 0.1  # what binds heard is stored in groups this often: fewer, larger transactions
 _T = TypeVar("_T")
 # Outcomes after which a message has left its bind, so its write-ahead note can go.
 _LEFT = {o for o in Outcome if o not in (Outcome.RESENT,)}
+
+
+# (bind, answers, receipts with their acks): what a bind handed over, in order.
+Heard = tuple[str, list[Answer], list[tuple[Receipt, Ack]]]
 
 
 def _drain(source: "queue.SimpleQueue[_T]") -> list[_T]:
@@ -85,11 +88,14 @@ class WorkerProcess:
         self.halts = HaltBoard()
         self.sending = Sending(engine)
         self.sessions: dict[str, Session] = {}
-        self._answers: queue.SimpleQueue[tuple[str, list[Answer]]] = queue.SimpleQueue()
-        self._receipts: queue.SimpleQueue[tuple[Receipt, Ack]] = queue.SimpleQueue()
+        # What binds heard, in the order they heard it: answers, and receipts after the answers
+        # that gave their SMSC ids, so that one transaction stores both in that order.
+        self._heard: queue.SimpleQueue[Heard] = queue.SimpleQueue()
+        self._poked = False  # the store loop has been woken and has not drained yet
         self._states: queue.SimpleQueue[tuple[str, str, str]] = queue.SimpleQueue()
         self._answered = asyncio.Event()
         self._unstored: list[tuple[str, list[Answer]]] = []
+        self._unstored_receipts: list[tuple[Receipt, Ack]] = []
         self._matcher = ReceiptMatcher(
             engine,
             accounts={a.name: AccountIds(a.submit_ids, a.receipt_ids) for a in settings.binds},
@@ -132,7 +138,7 @@ class WorkerProcess:
             self.halts.follow(self.pool, self.namespace),
             self.sending.follow(),
             self._heartbeat(),
-            self._store_receipts(),
+            self._retry_pending(),
             self._audit_states(),
             self._run_queue(),
             lead(
@@ -145,17 +151,16 @@ class WorkerProcess:
         if self.settings.metrics_enabled:
             background.append(self.publisher.run())
         loops = [asyncio.create_task(self._guard(c)) for c in background]
-        writer = asyncio.create_task(self._guard(self._store_answers()))
+        writer = asyncio.create_task(self._guard(self._store_heard()))
         holders = [
             asyncio.create_task(self._guard(self._hold_sessions(a))) for a in self.settings.binds
         ]
         await self.stopping.wait()
         log.info("worker %d stopping", self.worker_id)
         await asyncio.gather(*holders, return_exceptions=True)  # binds drained and closed
-        await self._flush_receipts()
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
-        await self._flush_answers(attempts=8)
+        await self._flush_heard(attempts=8)
         for task in loops:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
@@ -296,7 +301,7 @@ class WorkerProcess:
             pacer=Pacer(rate),
             wire=wire,
             on_answers=lambda answers: self._on_answers(name, answers),
-            on_receipt=lambda receipt, ack: self._receipts.put((receipt, ack)),
+            on_receipt=lambda receipt, ack: self._heard.put((name, [], [(receipt, ack)])),
             on_state=lambda bind_name, state, detail: self._states.put((bind_name, state, detail)),
             halted=self.halts.reason,
             fenced=self.fenced,
@@ -321,57 +326,84 @@ class WorkerProcess:
         if session.task is not None:
             await asyncio.gather(session.task, return_exceptions=True)
         await asyncio.to_thread(session.bind.stop)
-        await self._flush_answers()
+        await self._flush_heard()
         self.sessions.pop(session.bind.name_, None)
 
     def _on_answers(self, bind_name: str, answers: list[Answer]) -> None:
         """From a bind's thread: answers to store, and room for its feeder."""
-        self._answers.put((bind_name, answers))
+        self._heard.put((bind_name, answers, []))
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._answered.set)
+            if not self._poked:  # one wake-up per round is enough
+                self._poked = True
+                self._loop.call_soon_threadsafe(self._answered.set)
             session = self.sessions.get(bind_name)
             if session is not None:
                 self._loop.call_soon_threadsafe(session.feeder.wake.set)
 
     # -- storing what binds learn --------------------------------------------------------
 
-    async def _store_answers(self) -> None:
+    async def _store_heard(self) -> None:
         while True:
             try:
                 await asyncio.wait_for(self._answered.wait(), 1.0)
             except TimeoutError:
                 pass
             self._answered.clear()
-            await self._flush_answers()
-            await asyncio.sleep(ANSWER_FLUSH)
+            await self._flush_heard()
+            await asyncio.sleep(STORE_EVERY)
 
-    async def _flush_answers(self, attempts: int | None = None) -> None:
-        """Store every answer that came in; keep them and try again if the database is away."""
+    async def _flush_heard(self, attempts: int | None = None) -> None:
+        """Store everything binds heard, then acknowledge the receipts among it.
+
+        If the database is away, keep it all and try again; nothing is acknowledged before
+        its transaction has committed.
+        """
         delay, tries = 0.5, 0
         while True:
-            self._unstored += _drain(self._answers)
-            if not self._unstored:
+            self._poked = False
+            for bind_name, answers, receipts in _drain(self._heard):
+                if answers:
+                    self._unstored.append((bind_name, answers))
+                self._unstored_receipts += receipts
+            if not self._unstored and not self._unstored_receipts:
                 return
             try:
-                await asyncio.to_thread(self._store, self._unstored)
-                self._unstored = []
-                return
+                await asyncio.to_thread(self._store, self._unstored, self._unstored_receipts)
             except Exception as error:
                 log.warning("storing answers failed (%s); trying again", type(error).__name__)
                 tries += 1
                 if attempts is not None and tries >= attempts:
-                    log.error("%d answers could not be stored", len(self._unstored))
+                    log.error(
+                        "%d answers and %d receipts could not be stored",
+                        sum(len(answers) for _, answers in self._unstored),
+                        len(self._unstored_receipts),
+                    )
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+                continue
+            acks = [ack for _, ack in self._unstored_receipts]
+            self._unstored, self._unstored_receipts = [], []
+            for ack in acks:
+                ack()
+            return
 
-    def _store(self, pending: list[tuple[str, list[Answer]]]) -> None:
+    def _store(
+        self, pending: list[tuple[str, list[Answer]]], receipts: list[tuple[Receipt, Ack]]
+    ) -> None:
+        """Answers, then the receipts heard after them, in one transaction."""
         stored = [a for _, answers in pending for a in answers]
-        claims.store_answers(self.engine, self.worker_id, stored)
         for answer in stored:
             if answer.outcome == Outcome.ACCEPTED and answer.smsc_message_id:
                 self._matcher.saw_submit_id(answer.account, answer.smsc_message_id)
-        self._answers_stored = True
+        heard = [receipt for receipt, _ in receipts]
+        self._matcher.learn(heard)
+        with self.engine.begin() as connection:
+            claims.apply_answers(connection, self.worker_id, stored)
+            outcome = self._matcher.store(connection, heard)
+        self._matcher.stored(outcome)
+        if stored:
+            self._answers_stored = True
         for bind_name, answers in pending:
             session = self.sessions.get(bind_name)
             left = [a.message_id for a in answers if a.outcome in _LEFT and a.final]
@@ -381,29 +413,21 @@ class WorkerProcess:
                 except redis.RedisError:
                     pass  # a stale note only matters for messages still `submitting`
 
-    async def _store_receipts(self) -> None:
+    async def _retry_pending(self) -> None:
+        """Match stored unmatched receipts again: soon after new answers while some wait, else
+        now and then (an account's id formats may have been learnt meanwhile)."""
         last_retry = time.monotonic()
         while True:
-            await asyncio.sleep(RECEIPT_FLUSH)
-            await self._flush_receipts()
+            await asyncio.sleep(PENDING_RETRY)
             since = time.monotonic() - last_retry
-            if since >= PENDING_RETRY_IDLE or (self._answers_stored and since >= PENDING_RETRY):
+            waiting = (self._matcher.waiting or self._matcher.held) and self._answers_stored
+            if since >= PENDING_RETRY_IDLE or (waiting and since >= PENDING_RETRY):
                 self._answers_stored = False
                 last_retry = time.monotonic()
                 try:
                     await asyncio.to_thread(self._matcher.retry_pending)
                 except Exception as error:
                     log.warning("matching stored receipts failed (%s)", type(error).__name__)
-
-    async def _flush_receipts(self) -> None:
-        """Store the receipts that came in; then, and only then, acknowledge them."""
-        try:
-            acks = await asyncio.to_thread(self._matcher.apply, _drain(self._receipts))
-        except Exception as error:  # kept in the matcher, applied on the next round
-            log.warning("storing receipts failed (%s); trying again", type(error).__name__)
-            return
-        for ack in acks:
-            ack()
 
     async def _audit_states(self) -> None:
         """Bind up, down and refused, in the audit log, once per change."""
