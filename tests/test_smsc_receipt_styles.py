@@ -17,6 +17,7 @@ import smpplib.consts
 import typer
 from typer.testing import CliRunner
 
+from dispatcher.sending import fastpdu
 from dispatcher.sending.wire import Link, close_link, open_link
 from dispatcher.smsc.command import smsc_sim
 from dispatcher.smsc.simulator import SimulatorConfig
@@ -78,11 +79,11 @@ class Esme:
             assert time.monotonic() < deadline, "condition not met before the deadline"
             for pdu in self.link.read_available():
                 now = time.monotonic()
-                if pdu.command == "submit_sm_resp":
-                    message_id = pdu.message_id.decode()
+                if isinstance(pdu, fastpdu.SubmitSmResp):  # the link reads these on its fast path
+                    message_id = pdu.message_id or ""
                     self.resp_ids[pdu.sequence] = message_id
                     self.resp_times[message_id] = now
-                elif pdu.command == "deliver_sm":
+                elif isinstance(pdu, fastpdu.DeliverSm):
                     self.receipts.append((now, pdu))
                     self.link.reply(pdu.sequence, "deliver_sm_resp")
 

@@ -24,7 +24,7 @@ import smpplib.consts
 import smpplib.exceptions
 
 from campaigns.numbers import mask
-from dispatcher.sending import metrics, receipts
+from dispatcher.sending import fastpdu, metrics, receipts
 from dispatcher.sending.accounts import Pacer
 from dispatcher.sending.answers import (
     BIND_REFUSALS,
@@ -34,7 +34,7 @@ from dispatcher.sending.answers import (
     Answers,
     status_name,
 )
-from dispatcher.sending.submissions import Answer, Outcome, Submission
+from dispatcher.sending.submissions import Answer, Content, Outcome, Submission
 from dispatcher.sending.wire import (
     ESME_RINVCMDID,
     Link,
@@ -54,6 +54,8 @@ IDLE_POLL = 0.05
 HOLD_WINDOWS = 4  # messages a bind holds (written or not), in windows
 HOLD_SECONDS = 1.0  # … or in seconds of its share of the account's rate, if less
 HOLD_LEAST = 10
+FLUSH_SECONDS = 0.005  # what was heard is handed over this soon at the latest…
+FLUSH_COUNT = 100  # … or as soon as this much has been heard
 Ack = Callable[[], None]  # answers one receipt's deliver_sm
 Queued = tuple[int, int, Submission, int]  # (priority or due time, order, message, part)
 
@@ -117,6 +119,9 @@ class BindSession(threading.Thread):
         self._last_rx = 0.0
         self._enquiry_sent: float | None = None
         self._drain_until: float | None = None
+        self._flush_at: float | None = None  # when what was heard is next handed over
+        # Each campaign's submit_sm, encoded once per part: (content, its parts' templates).
+        self._templates: dict[int, tuple[Content, list[fastpdu.SubmitTemplate]]] = {}
 
     # -- called from other threads -------------------------------------------------------
 
@@ -290,12 +295,31 @@ class BindSession(threading.Thread):
             self._check_deadlines(now)
             wrote = self._write_some(link, now)
             wait = 0.0 if wrote else self._idle_wait(now)
+            if self._flush_at is not None:  # what was heard is not kept waiting for the link
+                wait = min(wait, max(0.0, self._flush_at - now))
             if select.select([link.socket], [], [], wait)[0]:
                 for pdu in link.read_available():
                     self._handle(link, pdu)
             self._send_acks(link)
             self._keep_alive(link, now)
-            self._flush()
+            if self._flush_due(now):
+                self._flush()
+
+    def _flush_due(self, now: float) -> bool:
+        """Hand over in groups: a few milliseconds' worth, or a window's, whichever comes first.
+
+        Each hand-over costs a Redis round trip and a wake-up of the worker's loop, whatever
+        its size; answers held this briefly only ever wait for the next store (STORE_EVERY).
+        """
+        if not self._out and not self._receipts_out:
+            self._flush_at = None
+            return False
+        if self._flush_at is None:
+            self._flush_at = now + FLUSH_SECONDS
+        if now >= self._flush_at or len(self._out) + len(self._receipts_out) >= FLUSH_COUNT:
+            self._flush_at = None
+            return True
+        return False
 
     def _drained(self, now: float) -> bool:
         """On stop: hand back what was not written, then wait a bounded time for answers."""
@@ -356,15 +380,17 @@ class BindSession(threading.Thread):
         if not picked or not self._noted(picked, now):
             return 0
         batch = []
+        inflight = self._inflight
         for submission, part_no in picked:
-            pdu = self._submit_sm(link, submission, part_no)
-            self._inflight[pdu.sequence] = (submission, part_no, now)
-            batch.append(pdu)
+            sequence = link.next_sequence()
+            template = self._template(submission.content, part_no)
+            batch.append(template.encode(sequence, submission.msisdn.lstrip("+")))
+            inflight[sequence] = (submission, part_no, now)
             if not submission.started:  # its first write: the other parts follow it
                 submission.started, submission.first_try = True, now
                 for later in range(1, len(submission.content.parts)):
                     self._queue_part(submission, later)
-        link.write(batch)
+        link.write_bytes(batch)
         self.counters["written"] += len(batch)
         return len(batch)
 
@@ -401,29 +427,26 @@ class BindSession(threading.Thread):
         self._settle(submission, Outcome.SKIPPED, reason=reason)
         return True
 
-    def _submit_sm(self, link: Link, submission: Submission, part_no: int) -> Any:
-        content = submission.content
-        part = content.parts[part_no]
-        return link.make(
-            "submit_sm",
-            source_addr_ton=content.source_addr_ton,
-            source_addr_npi=content.source_addr_npi,
-            source_addr=content.source_addr,
-            dest_addr_ton=smpplib.consts.SMPP_TON_INTL,
-            dest_addr_npi=smpplib.consts.SMPP_NPI_ISDN,
-            destination_addr=submission.msisdn.lstrip("+"),
-            esm_class=part.esm_class,
-            data_coding=part.data_coding,
-            validity_period=content.validity_period or None,
-            registered_delivery=1,
-            short_message=part.short_message,
-        )
+    def _template(self, content: Content, part_no: int) -> fastpdu.SubmitTemplate:
+        """The submit_sm of a campaign's part, encoded once, with only the destination to add."""
+        found = self._templates.get(id(content))
+        if found is None or found[0] is not content:
+            found = self._templates[id(content)] = (content, _templates(content))
+            if len(self._templates) > 64:  # campaigns come and go; keep the latest
+                del self._templates[next(iter(self._templates))]
+        return found[1][part_no]
 
     # -- the bind's own thread: what the SMSC sends --------------------------------------
 
     def _handle(self, link: Link, pdu: Any) -> None:
         self._last_rx = time.monotonic()
         self._enquiry_sent = None  # anything heard proves the link alive
+        if isinstance(pdu, fastpdu.SubmitSmResp):
+            self._answered(pdu.sequence, pdu.status, pdu.message_id)
+            return
+        if isinstance(pdu, fastpdu.DeliverSm):
+            self._delivered(link, pdu)
+            return
         if isinstance(pdu, UnknownPdu):
             if not pdu.command_id & 0x80000000:  # never answer a response
                 log.warning(
@@ -531,7 +554,8 @@ class BindSession(threading.Thread):
             receipt = receipts.parse(
                 receipted_message_id=getattr(pdu, "receipted_message_id", None),
                 message_state=getattr(pdu, "message_state", None),
-                text=pdu.short_message,
+                # Some SMSCs put the receipt's text in message_payload instead.
+                text=pdu.short_message or getattr(pdu, "message_payload", None),
                 network_error_code=getattr(pdu, "network_error_code", None),
                 account=self.account.name,
             )
@@ -552,11 +576,9 @@ class BindSession(threading.Thread):
             except queue.Empty:
                 break
             if connection == self._connection:
-                resp = link.make("deliver_sm_resp")
-                resp.sequence = sequence
-                acks.append(resp)
+                acks.append(fastpdu.encode_response(fastpdu.DELIVER_SM_RESP, sequence))
         if acks:
-            link.write(acks)
+            link.write_bytes(acks)
 
     def _keep_alive(self, link: Link, now: float) -> None:
         quiet = now - self._last_rx
@@ -648,6 +670,24 @@ class BindSession(threading.Thread):
             handed, self._receipts_out = self._receipts_out, []
             for receipt, ack in handed:
                 self._on_receipt(receipt, ack)
+
+
+def _templates(content: Content) -> list[fastpdu.SubmitTemplate]:
+    return [
+        fastpdu.SubmitTemplate(
+            source_addr_ton=content.source_addr_ton,
+            source_addr_npi=content.source_addr_npi,
+            source_addr=content.source_addr,
+            dest_addr_ton=smpplib.consts.SMPP_TON_INTL,
+            dest_addr_npi=smpplib.consts.SMPP_NPI_ISDN,
+            esm_class=part.esm_class,
+            data_coding=part.data_coding,
+            validity_period=content.validity_period or None,
+            registered_delivery=1,
+            short_message=part.short_message,
+        )
+        for part in content.parts
+    ]
 
 
 def _text(value: Any) -> str | None:
