@@ -281,10 +281,22 @@ class Message(SQLModel, table=True):
         sa.Index("ix_message_campaign_batch", "campaign_id", "batch_no"),
         # Claims take a campaign's queued messages in id order; completion asks for pending ones.
         sa.Index("ix_message_campaign_status_id", "campaign_id", "status", "id"),
-        # The receipt timeout looks for messages submitted before a cutoff, in every campaign.
-        sa.Index("ix_message_status_submitted_at", "status", "submitted_at"),
-        # A dead worker's claims.
-        sa.Index("ix_message_claimed_by_status", "claimed_by", "status"),
+        # The receipt timeout looks for messages submitted before a cutoff, in every campaign;
+        # a dead worker's claims are looked for by worker. Partial indexes, so that they hold
+        # only the messages in flight and a message enters and leaves each once: on SQLite the
+        # queries name the status as a literal (a bound parameter cannot select such an index).
+        sa.Index(
+            "ix_message_submitted_at",
+            "submitted_at",
+            sqlite_where=sa.text("status = 'submitted'"),
+            postgresql_where=sa.text("status = 'submitted'"),
+        ),
+        sa.Index(
+            "ix_message_submitting",
+            "claimed_by",
+            sqlite_where=sa.text("status = 'submitting'"),
+            postgresql_where=sa.text("status = 'submitting'"),
+        ),
         # The report's count of late receipts: the few messages a late receipt corrected.
         sa.Index(
             "ix_message_late_receipt",
@@ -336,9 +348,10 @@ class MessagePart(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
-    message_id: int = Field(sa_column=Column(BigId, sa.ForeignKey("message.id"), index=True))
+    # Looked up by message along uq_message_part_id, whose first column it is.
+    message_id: int = Field(sa_column=Column(BigId, sa.ForeignKey("message.id")))
     part_no: int
-    smsc_message_id: str = Field(max_length=64, index=True)  # as the SMSC wrote it
+    smsc_message_id: str = Field(max_length=64)  # as the SMSC wrote it
     account: str = Field(default="", max_length=32)  # the SMSC account that handed it out
     smsc_key: str = Field(default="", max_length=64)  # the id's comparable form (smsc_ids.key)
     status: MessageStatus = Field(default=MessageStatus.SUBMITTED, sa_type=sa.String(16))

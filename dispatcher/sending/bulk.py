@@ -1,13 +1,19 @@
-"""The statements every message goes through, run as the driver's own executemany.
+"""The statements every message goes through, run many rows at a time below SQLAlchemy.
 
 SQLAlchemy Core spends a few microseconds per row of an executemany on parameter dictionaries
 and type processors. On the handful of statements each message passes through (its part
 stored, its submit answer, its receipt), at thousands of messages a second, that was a large
-share of a worker's CPU. These statements are plain SQL that SQLite and PostgreSQL both
-accept, written with `?` placeholders; rows are tuples; timestamps go in as the column type
-would store them (SQLite: the same text SQLAlchemy writes, PostgreSQL: an aware datetime).
+share of a worker's CPU. Rows here are tuples, and timestamps go in as the column stores them
+(SQLite: the text SQLAlchemy writes; PostgreSQL: an aware datetime).
+
+On SQLite the rows go in one statement per chunk (`VALUES (…), (…)` joined to the table), not
+the driver's executemany: executemany releases and takes back the GIL around every row, and
+with the bind thread running Python each take-back could wait for the switch interval, so a
+transaction of a thousand answers held SQLite's write lock for a tenth of a second while the
+other worker's claims waited. PostgreSQL gets psycopg's executemany (pipelined).
 """
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -15,12 +21,44 @@ from typing import Any
 from sqlalchemy import Connection
 
 _SQLITE_STAMP = "%Y-%m-%d %H:%M:%S.%f"  # what SQLAlchemy's SQLite DATETIME stores
+_CHUNK = 500  # rows per statement on SQLite (its limit is 32,766 parameters)
 
 
-def run(connection: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
-    """Execute `sql` once per row, in one driver call."""
-    if rows:
-        connection.exec_driver_sql(_for_driver(sql, connection.dialect.paramstyle), rows)
+@dataclass(frozen=True)
+class Statement:
+    """One statement in two forms: per row, and for many rows at once (SQLite).
+
+    `each` uses `?` placeholders. `joined` has `{rows}` where the rows go as `row`, repeated;
+    an UPDATE reads them as `v.column1`, `v.column2`… When `key` is a column number, rows
+    that name the same target are applied once, the first one, as `each` row by row would.
+    """
+
+    each: str
+    joined: str
+    row: str
+    key: int | None = None
+
+
+def run(connection: Connection, statement: Statement, rows: list[tuple[Any, ...]]) -> None:
+    """Execute `statement` for every row, in one driver call per chunk."""
+    if not rows:
+        return
+    if connection.dialect.name != "sqlite":
+        sql = _for_driver(statement.each, connection.dialect.paramstyle)
+        connection.exec_driver_sql(sql, rows)
+        return
+    if statement.key is not None:
+        rows = list({row[statement.key]: row for row in reversed(rows)}.values())
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        connection.exec_driver_sql(
+            _joined(statement, len(chunk)), tuple(v for row in chunk for v in row)
+        )
+
+
+@cache
+def _joined(statement: Statement, count: int) -> str:
+    return statement.joined.format(rows=", ".join([statement.row] * count))
 
 
 @cache

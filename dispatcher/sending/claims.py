@@ -39,18 +39,29 @@ def _held_by_worker(*statuses: str) -> Any:
 
 
 # A late answer from a worker declared dead still tells the truth: it wins over `unknown`.
-# The two statements every message goes through run as the driver's executemany (bulk.py).
-SET_SUBMITTED = (
-    "UPDATE message SET status = 'submitted', submitted_at = ?, attempts = ?, last_status = ?,"
-    " error_code = NULL, done_at = NULL"
-    " WHERE id = ? AND claimed_by = ? AND status IN ('submitting', 'unknown')"
+# The two statements every message goes through run in bulk (bulk.py).
+SET_SUBMITTED = bulk.Statement(
+    each="UPDATE message SET status = 'submitted', submitted_at = ?, attempts = ?,"
+    " last_status = ?, error_code = NULL, done_at = NULL"
+    " WHERE id = ? AND claimed_by = ? AND status IN ('submitting', 'unknown')",
+    joined="UPDATE message SET status = 'submitted', submitted_at = v.column1,"
+    " attempts = v.column2, last_status = v.column3, error_code = NULL, done_at = NULL"
+    " FROM (VALUES {rows}) AS v WHERE message.id = v.column4"
+    " AND message.claimed_by = v.column5 AND message.status IN ('submitting', 'unknown')",
+    row="(?, ?, ?, ?, ?)",
+    key=3,
 )
 # Stored again after a commit whose acknowledgement was lost: nothing is added twice.
-INSERT_PARTS = (
-    "INSERT INTO message_part (message_id, part_no, smsc_message_id, account, smsc_key, status)"
-    " VALUES (?, ?, ?, ?, ?, 'submitted')"
-    " ON CONFLICT (message_id, part_no, smsc_message_id) DO NOTHING"
+INSERT_PARTS = bulk.Statement(
+    each="INSERT INTO message_part (message_id, part_no, smsc_message_id, account, smsc_key,"
+    " status) VALUES (?, ?, ?, ?, ?, 'submitted')"
+    " ON CONFLICT (message_id, part_no, smsc_message_id) DO NOTHING",
+    joined="INSERT INTO message_part (message_id, part_no, smsc_message_id, account, smsc_key,"
+    " status) VALUES {rows} ON CONFLICT (message_id, part_no, smsc_message_id) DO NOTHING",
+    row="(?, ?, ?, ?, ?, 'submitted')",
 )
+
+
 _set_failed = (
     update(_message)
     .where(_held_by_worker(M.SUBMITTING, M.UNKNOWN))

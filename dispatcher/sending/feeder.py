@@ -4,7 +4,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from datetime import UTC
+from functools import partial
 
 from sqlalchemy import Engine, select
 from sqlmodel import Session, col
@@ -154,8 +156,10 @@ class Feeder:
         engine: Engine,
         worker_id: int,
         settings: Settings,
+        writer: Executor | None = None,
     ) -> None:
         self.bind = bind
+        self._writer = writer  # the worker's one database-writing thread, if it has one
         self.wake = asyncio.Event()
         self._sending = sending
         self._engine = engine
@@ -194,13 +198,14 @@ class Feeder:
                 if urgent:
                     return False  # normal ones wait while urgent ones are held
                 continue
-            rows = await asyncio.to_thread(
+            claim = partial(
                 claims.claim,
                 self._engine,
                 campaign_id=campaign.id,
                 worker_id=self._worker_id,
                 limit=room if urgent else max(low_water, room // sharing),
             )
+            rows = await asyncio.get_running_loop().run_in_executor(self._writer, claim)
             if rows:
                 if not urgent:
                     self._sending.served(campaign)

@@ -51,9 +51,15 @@ def _open(table: Any) -> Any:
 
 
 # Every receipt goes through this statement: run as the driver's executemany (bulk.py).
-PART_FINAL = (
-    "UPDATE message_part SET status = ?, error_code = ?, network_error = ?, receipt_state = ?,"
-    " done_at = ? WHERE id = ? AND status IN ('submitted', 'unknown')"
+PART_FINAL = bulk.Statement(
+    each="UPDATE message_part SET status = ?, error_code = ?, network_error = ?,"
+    " receipt_state = ?, done_at = ? WHERE id = ? AND status IN ('submitted', 'unknown')",
+    joined="UPDATE message_part SET status = v.column1, error_code = v.column2,"
+    " network_error = v.column3, receipt_state = v.column4, done_at = v.column5"
+    " FROM (VALUES {rows}) AS v"
+    " WHERE message_part.id = v.column6 AND message_part.status IN ('submitted', 'unknown')",
+    row="(?, ?, ?, ?, ?, ?)",
+    key=5,
 )
 _set_part_state = (
     update(_part)

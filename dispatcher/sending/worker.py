@@ -12,6 +12,7 @@ import random
 import signal
 import time
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import redis
@@ -88,6 +89,9 @@ class WorkerProcess:
         self.halts = HaltBoard()
         self.sending = Sending(engine)
         self.sessions: dict[str, Session] = {}
+        # Claims and stores take turns on one thread: within a worker they queue here instead
+        # of waiting on SQLite's write lock, whose busy handler sleeps up to 25 ms per try.
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
         # What binds heard, in the order they heard it: answers, and receipts after the answers
         # that gave their SMSC ids, so that one transaction stores both in that order.
         self._heard: queue.SimpleQueue[Heard] = queue.SimpleQueue()
@@ -313,6 +317,7 @@ class WorkerProcess:
             engine=self.engine,
             worker_id=self.worker_id,
             settings=self.settings,
+            writer=self.writer,
         )
         session = Session(slot, bind, feeder, wire)
         self.sessions[name] = session
@@ -368,7 +373,9 @@ class WorkerProcess:
             if not self._unstored and not self._unstored_receipts:
                 return
             try:
-                await asyncio.to_thread(self._store, self._unstored, self._unstored_receipts)
+                await asyncio.get_running_loop().run_in_executor(
+                    self.writer, self._store, self._unstored, self._unstored_receipts
+                )
             except Exception as error:
                 log.warning("storing answers failed (%s); trying again", type(error).__name__)
                 tries += 1

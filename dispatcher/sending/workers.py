@@ -3,8 +3,10 @@
 import os
 import socket
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, literal_column, select, update
+from sqlalchemy.sql.elements import ColumnClause
 
 from campaigns.models import Message, MessageStatus, Worker, utcnow
 from dispatcher.sending.claims import WORKER_LOST, apply_answers
@@ -12,6 +14,8 @@ from dispatcher.sending.submissions import Answer
 
 _worker = Worker.__table__  # type: ignore[attr-defined]
 _message = Message.__table__  # type: ignore[attr-defined]
+# A literal: on SQLite only that selects the partial index ix_message_submitting.
+SUBMITTING: ColumnClause[Any] = literal_column("'submitting'")
 
 
 def register(engine: Engine) -> int:
@@ -65,7 +69,7 @@ def needing_recovery(engine: Engine, dead_after: float) -> list[int]:
             .join(_worker, _worker.c.id == _message.c.claimed_by)
             .where(
                 _worker.c.stopped_at.is_not(None),
-                _message.c.status == MessageStatus.SUBMITTING,
+                _message.c.status == SUBMITTING,
             )
             .distinct()
         ).scalars()
@@ -113,7 +117,7 @@ def recover(
                     update(_message)
                     .where(
                         _message.c.id.in_(chunk[start : start + 500]),
-                        _message.c.status == MessageStatus.SUBMITTING,
+                        _message.c.status == SUBMITTING,
                     )
                     .values(**values)
                 )
@@ -125,7 +129,7 @@ def _still_held(connection: Connection, worker_id: int) -> set[int]:
         connection.execute(
             select(_message.c.id).where(
                 _message.c.claimed_by == worker_id,
-                _message.c.status == MessageStatus.SUBMITTING,
+                _message.c.status == SUBMITTING,
             )
         ).scalars()
     )
