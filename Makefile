@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install demo test fuzz lint bench bench-import chaos all clean
+.PHONY: install demo test fuzz lint bench bench-vs-kannel bench-import chaos all clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,11 @@ lint: install
 
 bench: install
 	$(BIN)/dispatcher bench
+
+# Kannel (../shared/bench/kannel_bench.sh) and the dispatcher against the same SMSC stand-in,
+# three rounds; prints the rate and CPU ratios. ARGS=--postgres for the dispatcher on PostgreSQL.
+bench-vs-kannel: install
+	$(BIN)/python -m dispatcher.versus_kannel $(ARGS)
 
 # One campaign per fault (a worker killed or stopped, the SMSC link dropped or the SMSC restarted,
 # Redis restarted; PostgreSQL restarted with ARGS=--database-url=postgresql+psycopg://...).

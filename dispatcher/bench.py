@@ -7,6 +7,7 @@ process of the dispatcher (workers, API, the embedded Redis), not wall time × c
 
 import asyncio
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,7 @@ from sqlmodel import col
 
 from campaigns.models import PENDING_MESSAGE_STATUSES, Campaign, Message
 from dispatcher import demo as flow
+from dispatcher import embedded_redis
 from dispatcher.db import make_engine
 from dispatcher.smsc.ceiling import CeilingResult, measure_ceiling
 from dispatcher.smsc.simulator import read_stats
@@ -45,6 +47,7 @@ class Figures:
     worker_cpu_seconds: float = 0.0  # all workers, from approval to the last message final
     cpu_seconds: dict[str, float] | None = None  # every dispatcher process over the same window
     end_to_end_seconds: float = 0.0  # approval to the last message final
+    deciles: tuple[float, float] = (0.0, 0.0)  # final/s over the first and the last tenth
 
 
 def _rate(count: int, first: datetime | None, last: datetime | None) -> float:
@@ -80,6 +83,27 @@ def measure(stack: Stack, campaign_id: int) -> tuple[float, float, float, float]
     )
 
 
+def decile_rates(stack: Stack, campaign_id: int) -> tuple[float, float]:
+    """Messages/s reaching their final state over the first and over the last tenth of them:
+    a campaign that slows down as it goes shows it here."""
+    engine = make_engine(stack.settings.effective_database_url)
+    with engine.connect() as connection:
+        times = sorted(
+            t
+            for t in connection.execute(
+                select(col(Message.done_at)).where(col(Message.campaign_id) == campaign_id)
+            ).scalars()
+            if t is not None
+        )
+    engine.dispose()
+    tenth = len(times) // 10
+    if tenth < 2:
+        return 0.0, 0.0
+    first = (times[tenth] - times[0]).total_seconds()
+    last = (times[-1] - times[-1 - tenth]).total_seconds()
+    return tenth / first if first > 0 else 0.0, tenth / last if last > 0 else 0.0
+
+
 def steady_rate(stack: Stack, campaign_id: int) -> float:
     """Submits/s between the 10th and the 90th percentile of the campaign's submit times."""
     engine = make_engine(stack.settings.effective_database_url)
@@ -97,6 +121,14 @@ def steady_rate(stack: Stack, campaign_id: int) -> float:
     low, high = len(times) // 10, len(times) * 9 // 10
     span = (times[high] - times[low]).total_seconds()
     return (high - low) / span if span > 0 else 0.0
+
+
+def fresh(var_dir: Path) -> None:
+    """Empty a working directory, stopping an embedded Redis left running there."""
+    if embedded_redis.is_running(var_dir):
+        embedded_redis.stop(var_dir)
+    shutil.rmtree(var_dir, ignore_errors=True)
+    var_dir.mkdir(parents=True)
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -157,6 +189,7 @@ def run(
     metrics: bool = True,
     smsc: tuple[str, int] | None = None,
     text: str = flow.DEMO_TEXT,
+    database_url: str | None = None,
 ) -> Figures:
     """Run the benchmark campaign, then (with the simulator and no rate) the simulator's
     ceiling, in one stack."""
@@ -166,6 +199,7 @@ def run(
         simulator_args += ["--max-rate", str(rate)]  # the SMSC holds the same contract
     config = StackConfig(
         var_dir=var_dir,
+        database_url=database_url,
         smsc=smsc,
         smsc_ids="auto" if smsc else "dec",
         rate=rate,
@@ -186,6 +220,7 @@ def run(
             wall = time.monotonic() - started
         submits, receipts, end_to_end, window_seconds = measure(stack, campaign_id)
         steady = steady_rate(stack, campaign_id)
+        deciles = decile_rates(stack, campaign_id)
         worker_mb = max(stack.peak_memory_mb(name) for name in stack.worker_names)
         api_mb = stack.peak_memory_mb("api")
         for name in stack.worker_names:
@@ -224,6 +259,7 @@ def run(
         worker_cpu_seconds=sum(cpu[name] for name in stack.worker_names),
         cpu_seconds=cpu,
         end_to_end_seconds=window_seconds,
+        deciles=deciles,
     )
 
 
@@ -236,6 +272,10 @@ def report(figures: Figures, console: Console) -> None:
     )
     console.print(f"submits/s:           {figures.submits_per_second:,.0f}")
     console.print(f"receipts/s:          {figures.receipts_per_second:,.0f}")
+    first, last = figures.deciles
+    console.print(
+        f"first/last 10 %:     {first:,.0f} / {last:,.0f} msg/s final (a slow-down shows here)"
+    )
     console.print(f"workers:             {figures.workers} (one bind each, one SMSC account)")
     console.print(f"worker peak memory:  {figures.worker_peak_mb:,.0f} MB (the largest)")
     console.print(f"api peak memory:     {figures.api_peak_mb:,.0f} MB")

@@ -1,7 +1,6 @@
 """The `dispatcher` command: API, worker, SMSC simulator, demo and benchmark."""
 
 import logging
-import shutil
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -269,9 +268,6 @@ def chaos(
 
 def _fresh(var_dir: Path) -> None:
     """Empty the demo's directory, stopping an embedded Redis left running there."""
-    from dispatcher import embedded_redis
+    from dispatcher.bench import fresh
 
-    if embedded_redis.is_running(var_dir):
-        embedded_redis.stop(var_dir)
-    shutil.rmtree(var_dir, ignore_errors=True)
-    var_dir.mkdir(parents=True)
+    fresh(var_dir)

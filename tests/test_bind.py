@@ -304,3 +304,39 @@ def test_a_halted_campaign_is_not_written(simulator: ThreadedSimulator) -> None:
     assert {a.reason for a in recorder.last(Outcome.SKIPPED).values()} == {"cancelled"}
     assert len(recorder.last(Outcome.ACCEPTED)) == 10
     assert simulator.stats.submits == 10
+
+
+class OrderRecorder(Recorder):
+    """Notes, for every receipt, whether the answer with its SMSC id was handed over before it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answered_ids: set[str] = set()
+        self.receipt_before_answer = 0
+
+    def on_answers(self, answers: list[Answer]) -> None:
+        with self.lock:
+            self.answered_ids.update(a.smsc_message_id or "" for a in answers)
+        super().on_answers(answers)
+
+    def on_receipt(self, receipt: Receipt, ack: Callable[[], None]) -> None:
+        with self.lock:
+            if receipt.smsc_message_id not in self.answered_ids:
+                self.receipt_before_answer += 1
+        super().on_receipt(receipt, ack)
+
+
+@pytest.mark.parametrize("simulator", [{"receipt_delay": 0.0}], indirect=True)
+def test_a_receipt_is_handed_over_after_the_answer_that_gave_its_id(
+    simulator: ThreadedSimulator,
+) -> None:
+    """The worker stores what a bind hands over in that order, in one transaction: a receipt
+    that overtook its answer would wait in pending_receipt instead of being matched."""
+    recorder = OrderRecorder()
+    bind = start_bind(simulator.port, recorder, window=100)
+    for start in range(0, 3000, 300):
+        wait_for(lambda: bind.room() >= 300)
+        submit(bind, 300, first=start)
+    wait_for(lambda: len(recorder.receipts) == 3000)
+    bind.stop()
+    assert recorder.receipt_before_answer == 0

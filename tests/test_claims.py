@@ -1,10 +1,14 @@
 """Claims and answers in the database, and what becomes of a dead worker's messages."""
 
+from collections.abc import Callable
+from typing import Any
+
+import pytest
 import redis
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 
 from campaigns.models import Message, MessagePart
-from dispatcher.sending import claims, wirelog, workers
+from dispatcher.sending import claims, housekeeping, wirelog, workers
 from dispatcher.sending.submissions import Answer, Outcome
 
 
@@ -165,3 +169,57 @@ def test_a_late_answer_from_a_worker_declared_dead_tells_the_truth(
         engine, worker_id, [Answer(held[0], Outcome.ACCEPTED, smsc_message_id="y", attempts=1)]
     )
     assert rows(engine)[0][0] == "submitted"
+
+
+def test_one_answer_per_message_wins_in_a_batch_the_first(engine: Engine, campaign_id: int) -> None:
+    """Bulk statements apply rows in one statement per chunk: where two rows name the same
+    message, the first one wins, as row-by-row execution did."""
+    held = [m for m, _ in claims.claim(engine, campaign_id=campaign_id, worker_id=1, limit=2)]
+    first = Answer(held[0], Outcome.ACCEPTED, smsc_message_id="a1", command_status=0, attempts=1)
+    again = Answer(held[0], Outcome.ACCEPTED, smsc_message_id="a1", command_status=0, attempts=3)
+    claims.store_answers(engine, 1, [first, again])
+    assert rows(engine)[0] == ("submitted", 1, None, 1)
+    with engine.connect() as connection:
+        parts = connection.execute(select(MessagePart.smsc_message_id)).scalars().all()
+    assert parts == ["a1"]
+
+
+def plans(engine: Engine, run: Callable[[], object], table_statement: str) -> list[str]:
+    """SQLite's query plan for each statement `run` sends that starts with `table_statement`."""
+    seen: list[tuple[str, Any]] = []
+
+    def note(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.startswith(table_statement):
+            seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        run()
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert seen, f"no statement starting with {table_statement!r}"
+    with engine.connect() as connection:
+        return [
+            " / ".join(row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {s}", p))
+            for s, p in seen
+        ]
+
+
+def test_sqlite_finds_claims_and_messages_in_flight_by_index(
+    engine: Engine, campaign_id: int
+) -> None:
+    """A claim looks its picked ids up by primary key (walking the status index made each claim
+    as slow as the queue was long), and the receipt timeout and a dead worker's recovery use
+    the partial indexes that hold only messages in flight."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's query plans")
+    claim = plans(
+        engine,
+        lambda: claims.claim(engine, campaign_id=campaign_id, worker_id=1, limit=4),
+        "UPDATE message",
+    )
+    assert "USING INTEGER PRIMARY KEY" in claim[0] and "ix_message_status" not in claim[0]
+    timeout = plans(engine, lambda: housekeeping.expire_unanswered(engine, 60), "UPDATE message ")
+    assert "ix_message_submitted_at" in timeout[-1]
+    held = plans(engine, lambda: workers.recover(engine, 1, set(), {}), "SELECT message.id")
+    assert any("ix_message_submitting" in plan for plan in held)
