@@ -1,5 +1,7 @@
 """Database engine and sessions; SQLite tuned for one writer at a time."""
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -52,7 +54,33 @@ def _sqlite_on_begin(connection: Any) -> None:
     if connection.get_execution_options().get(READ_ONLY):
         connection.exec_driver_sql("BEGIN DEFERRED")
     else:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        _begin_immediate(connection.connection.dbapi_connection)
+
+
+LOCK_POLL = 0.001  # seconds between two tries for SQLite's write lock
+LOCK_WAIT = 60.0
+
+
+def _begin_immediate(dbapi_connection: Any) -> None:
+    """BEGIN IMMEDIATE, trying for the write lock every millisecond.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25… ms between tries, so a writer
+    waiting for another's transaction (one worker's claim behind another's store) woke up to
+    25 ms after the lock was free, and the lock sat idle meanwhile.
+    """
+    dbapi_connection.execute("PRAGMA busy_timeout=0")
+    deadline = time.monotonic() + LOCK_WAIT
+    try:
+        while True:
+            try:
+                dbapi_connection.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+            time.sleep(LOCK_POLL)
+    finally:
+        dbapi_connection.execute("PRAGMA busy_timeout=60000")
 
 
 READ_ONLY = "dispatcher_read_only"

@@ -63,7 +63,7 @@ def kannel(script: Path, messages: int, console: Console) -> Side:
     if done.returncode != 0 or rate is None or cpu is None:
         console.print(out, done.stderr[-2000:])
         raise RuntimeError(f"kannel_bench.sh failed (exit {done.returncode})")
-    console.print(f"  {rate.group(0)}; {cpu.group(0)}; verdict: {verdict and verdict.group(1)}")
+    print(f"  {rate.group(0)}; {cpu.group(0)}; verdict: {verdict and verdict.group(1)}", flush=True)
     return Side(float(rate.group(1)), float(cpu.group(1)))
 
 
@@ -107,9 +107,10 @@ def dispatcher(
         smsc.terminate()
         smsc.wait(10)
     cpu = sum((figures.cpu_seconds or {}).values()) / figures.messages * 1e6
-    console.print(
+    print(
         f"  end-to-end: {figures.end_to_end_per_second:,.0f} msg/s; CPU per message: {cpu:,.0f} us "
-        f"({', '.join(f'{k} {v:.2f} s' for k, v in (figures.cpu_seconds or {}).items())})"
+        f"({', '.join(f'{k} {v:.2f} s' for k, v in (figures.cpu_seconds or {}).items())})",
+        flush=True,
     )
     return Side(figures.end_to_end_per_second, cpu)
 
