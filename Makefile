@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install demo test fuzz lint bench bench-vs-kannel bench-import chaos all clean
+.PHONY: install demo test fuzz lint bench bench-vs-kannel profile bench-import chaos all clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,13 @@ bench: install
 # three rounds; prints the rate and CPU ratios. ARGS=--postgres for the dispatcher on PostgreSQL.
 bench-vs-kannel: install
 	$(BIN)/python -m dispatcher.versus_kannel $(ARGS)
+
+# py-spy samples every process of a 100,000-message benchmark; the workers' CPU by part.
+profile: install
+	mkdir -p var
+	$(BIN)/py-spy record --subprocesses --nonblocking -r 200 -f raw -o var/profile.raw -- \
+		$(BIN)/dispatcher bench --subscribers 100000 --var-dir var/profile $(ARGS)
+	$(BIN)/python -m dispatcher.flame var/profile.raw
 
 # One campaign per fault (a worker killed or stopped, the SMSC link dropped or the SMSC restarted,
 # Redis restarted; PostgreSQL restarted with ARGS=--database-url=postgresql+psycopg://...).

@@ -56,14 +56,25 @@ def kannel(script: Path, messages: int, console: Console) -> Side:
     done = subprocess.run(
         ["bash", str(script), str(messages)], capture_output=True, text=True, check=False
     )
-    out = done.stdout
+    side = read_kannel(done.stdout) if done.returncode == 0 else None
+    if side is None:
+        console.print(done.stdout, done.stderr[-2000:])
+        raise RuntimeError(f"kannel_bench.sh failed (exit {done.returncode})")
+    verdict = re.search(r"verdict: (.*)", done.stdout)
+    print(
+        f"  kannel end-to-end: {side.rate:,.0f} msg/s; CPU per message: {side.cpu_us:,.0f} us; "
+        f"verdict: {verdict and verdict.group(1)}",
+        flush=True,
+    )
+    return side
+
+
+def read_kannel(out: str) -> Side | None:
+    """The end-to-end rate and Kannel's CPU per message from kannel_bench.sh's output."""
     rate = re.search(r"^kannel end-to-end: ([\d.]+) msg/s", out, re.M)
     cpu = re.search(r"Kannel CPU per message: (\d+) us", out)
-    verdict = re.search(r"verdict: (.*)", out)
-    if done.returncode != 0 or rate is None or cpu is None:
-        console.print(out, done.stderr[-2000:])
-        raise RuntimeError(f"kannel_bench.sh failed (exit {done.returncode})")
-    print(f"  {rate.group(0)}; {cpu.group(0)}; verdict: {verdict and verdict.group(1)}", flush=True)
+    if rate is None or cpu is None:
+        return None
     return Side(float(rate.group(1)), float(cpu.group(1)))
 
 

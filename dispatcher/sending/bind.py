@@ -147,7 +147,7 @@ class BindSession(threading.Thread):
 
     @property
     def hold_limit(self) -> int:
-        """The most messages this bind holds: four windows, or a second of its share of the rate.
+        """The most messages this bind holds: ten windows, or a second of its share of the rate.
 
         Holding no more than a second's worth keeps a slow account from sitting on messages
         that a faster one could send meanwhile.
