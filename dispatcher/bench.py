@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -83,19 +84,22 @@ def measure(stack: Stack, campaign_id: int) -> tuple[float, float, float, float]
     )
 
 
+def _times(stack: Stack, campaign_id: int, column: Any) -> list[datetime]:
+    """A timestamp column of the campaign's messages, set ones only, in order."""
+    engine = make_engine(stack.settings.effective_database_url)
+    with engine.connect() as connection:
+        found = connection.execute(
+            select(column).where(col(Message.campaign_id) == campaign_id)
+        ).scalars()
+        times = sorted(t for t in found if t is not None)
+    engine.dispose()
+    return times
+
+
 def decile_rates(stack: Stack, campaign_id: int) -> tuple[float, float]:
     """Messages/s reaching their final state over the first and over the last tenth of them:
     a campaign that slows down as it goes shows it here."""
-    engine = make_engine(stack.settings.effective_database_url)
-    with engine.connect() as connection:
-        times = sorted(
-            t
-            for t in connection.execute(
-                select(col(Message.done_at)).where(col(Message.campaign_id) == campaign_id)
-            ).scalars()
-            if t is not None
-        )
-    engine.dispose()
+    times = _times(stack, campaign_id, col(Message.done_at))
     tenth = len(times) // 10
     if tenth < 2:
         return 0.0, 0.0
@@ -106,16 +110,7 @@ def decile_rates(stack: Stack, campaign_id: int) -> tuple[float, float]:
 
 def steady_rate(stack: Stack, campaign_id: int) -> float:
     """Submits/s between the 10th and the 90th percentile of the campaign's submit times."""
-    engine = make_engine(stack.settings.effective_database_url)
-    with engine.connect() as connection:
-        times = sorted(
-            t
-            for t in connection.execute(
-                select(col(Message.submitted_at)).where(col(Message.campaign_id) == campaign_id)
-            ).scalars()
-            if t is not None
-        )
-    engine.dispose()
+    times = _times(stack, campaign_id, col(Message.submitted_at))
     if len(times) < 10:
         return 0.0
     low, high = len(times) // 10, len(times) * 9 // 10
