@@ -268,9 +268,12 @@ def report(figures: Figures, console: Console) -> None:
     console.print(f"submits/s:           {figures.submits_per_second:,.0f}")
     console.print(f"receipts/s:          {figures.receipts_per_second:,.0f}")
     first, last = figures.deciles
-    console.print(
-        f"first/last 10 %:     {first:,.0f} / {last:,.0f} msg/s final (a slow-down shows here)"
-    )
+    if first and last:
+        console.print(
+            f"first/last 10 %:     {first:,.0f} / {last:,.0f} msg/s final (a slow-down shows here)"
+        )
+    else:  # a tenth of a short campaign can end within one store (one timestamp)
+        console.print("first/last 10 %:     n/a (too few messages to tell)")
     console.print(f"workers:             {figures.workers} (one bind each, one SMSC account)")
     console.print(f"worker peak memory:  {figures.worker_peak_mb:,.0f} MB (the largest)")
     console.print(f"api peak memory:     {figures.api_peak_mb:,.0f} MB")
