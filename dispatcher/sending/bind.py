@@ -377,7 +377,13 @@ class BindSession(threading.Thread):
             if submission.done or (not submission.started and self._skipped(submission)):
                 continue
             picked.append((submission, part_no))
-        if not picked or not self._noted(picked, now):
+        if not picked:
+            return 0
+        # What was answered is noted before more is written: so what a death leaves written
+        # and unnoted (in doubt) never exceeds the window, however the hand-overs are grouped.
+        if self._out:
+            self._flush()
+        if not self._noted(picked, now):
             return 0
         batch = []
         inflight = self._inflight
