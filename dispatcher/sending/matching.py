@@ -50,7 +50,7 @@ def _open(table: Any) -> Any:
     return or_(table.c.status == M.SUBMITTED, table.c.status == M.UNKNOWN)
 
 
-# Every receipt goes through this statement: run as the driver's executemany (bulk.py).
+# Every receipt goes through this statement, run in bulk (bulk.py).
 PART_FINAL = bulk.Statement(
     each="UPDATE message_part SET status = ?, error_code = ?, network_error = ?,"
     " receipt_state = ?, done_at = ? WHERE id = ? AND status IN ('submitted', 'unknown')",

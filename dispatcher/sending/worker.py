@@ -305,7 +305,7 @@ class WorkerProcess:
             pacer=Pacer(rate),
             wire=wire,
             on_answers=lambda answers: self._on_answers(name, answers),
-            on_receipt=lambda receipt, ack: self._heard.put((name, [], [(receipt, ack)])),
+            on_receipt=lambda receipt, ack: self._on_receipt(name, receipt, ack),
             on_state=lambda bind_name, state, detail: self._states.put((bind_name, state, detail)),
             halted=self.halts.reason,
             fenced=self.fenced,
@@ -337,13 +337,21 @@ class WorkerProcess:
     def _on_answers(self, bind_name: str, answers: list[Answer]) -> None:
         """From a bind's thread: answers to store, and room for its feeder."""
         self._heard.put((bind_name, answers, []))
-        if self._loop is not None:
-            if not self._poked:  # one wake-up per round is enough
-                self._poked = True
-                self._loop.call_soon_threadsafe(self._answered.set)
-            session = self.sessions.get(bind_name)
-            if session is not None:
-                self._loop.call_soon_threadsafe(session.feeder.wake.set)
+        self._poke()
+        session = self.sessions.get(bind_name)
+        if self._loop is not None and session is not None:
+            self._loop.call_soon_threadsafe(session.feeder.wake.set)
+
+    def _on_receipt(self, bind_name: str, receipt: Receipt, ack: Ack) -> None:
+        """From a bind's thread: a receipt to store (after the answers handed over before it)."""
+        self._heard.put((bind_name, [], [(receipt, ack)]))
+        self._poke()
+
+    def _poke(self) -> None:
+        """Wake the store loop; once per round is enough."""
+        if self._loop is not None and not self._poked:
+            self._poked = True
+            self._loop.call_soon_threadsafe(self._answered.set)
 
     # -- storing what binds learn --------------------------------------------------------
 
