@@ -94,10 +94,16 @@ def test_every_dashboard_expression_answers_during_a_campaign(
             expressions = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
             for expression in expressions:
                 query(expression)  # every expression is valid PromQL over these metrics
-            assert {r["metric"]["bind"] for r in query("dispatcher_bind_up == 1")} == {
-                "smsc1#0",
-                "smsc1#1",
-            }
+            # Each worker binds when it starts and publishes once a second, and Prometheus
+            # scrapes each target on its own second: the second bind may show a scrape later.
+            wait_until(
+                lambda: (
+                    {r["metric"]["bind"] for r in query("dispatcher_bind_up == 1")}
+                    == {"smsc1#0", "smsc1#1"}
+                ),
+                30,
+                "both binds up",
+            )
             assert [r["value"][1] for r in query("dispatcher_account_rate_limit")] == ["300"]
             assert all(r["value"][1] == "1" for r in query("up"))
             assert len(query("up")) == 3
