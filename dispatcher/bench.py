@@ -141,6 +141,9 @@ def dispatcher_processes(stack: Stack) -> dict[str, int]:
     return pids
 
 
+POLL_SECONDS = 0.5
+
+
 def wait_until_final(stack: Stack, campaign_id: int, timeout: float, console: Console) -> None:
     """Poll the database (not the API, whose CPU is measured) until the campaign is expanded and
     none of its messages is pending; show progress every few seconds."""
@@ -169,7 +172,9 @@ def wait_until_final(stack: Stack, campaign_id: int, timeout: float, console: Co
             if time.monotonic() - shown > 5:
                 shown = time.monotonic()
                 console.print(f"  {recipients - waiting:,}/{recipients:,} final")
-            time.sleep(0.05)
+            # The rates come from the rows' own times, so a slower poll costs no precision; a
+            # count every 50 ms was an eighth of PostgreSQL's CPU during a run.
+            time.sleep(POLL_SECONDS)
     finally:
         engine.dispose()
 

@@ -41,24 +41,26 @@ def _held_by_worker(*statuses: str) -> Any:
 # A late answer from a worker declared dead still tells the truth: it wins over `unknown`.
 # The two statements every message goes through run in bulk (bulk.py).
 SET_SUBMITTED = bulk.Statement(
-    each="UPDATE message SET status = 'submitted', submitted_at = ?, attempts = ?,"
-    " last_status = ?, error_code = NULL, done_at = NULL"
-    " WHERE id = ? AND claimed_by = ? AND status IN ('submitting', 'unknown')",
     joined="UPDATE message SET status = 'submitted', submitted_at = v.column1,"
     " attempts = v.column2, last_status = v.column3, error_code = NULL, done_at = NULL"
     " FROM (VALUES {rows}) AS v WHERE message.id = v.column4"
     " AND message.claimed_by = v.column5 AND message.status IN ('submitting', 'unknown')",
     row="(?, ?, ?, ?, ?)",
+    arrays="UPDATE message SET status = 'submitted', submitted_at = v.at, attempts = v.attempts,"
+    " last_status = v.status, error_code = NULL, done_at = NULL"
+    " FROM unnest(%s::timestamptz[], %s::int[], %s::int[], %s::bigint[], %s::int[])"
+    " AS v(at, attempts, status, id, worker) WHERE message.id = v.id"
+    " AND message.claimed_by = v.worker AND message.status IN ('submitting', 'unknown')",
     key=3,
 )
 # Stored again after a commit whose acknowledgement was lost: nothing is added twice.
 INSERT_PARTS = bulk.Statement(
-    each="INSERT INTO message_part (message_id, part_no, smsc_message_id, account, smsc_key,"
-    " status) VALUES (?, ?, ?, ?, ?, 'submitted')"
-    " ON CONFLICT (message_id, part_no, smsc_message_id) DO NOTHING",
     joined="INSERT INTO message_part (message_id, part_no, smsc_message_id, account, smsc_key,"
     " status) VALUES {rows} ON CONFLICT (message_id, part_no, smsc_message_id) DO NOTHING",
     row="(?, ?, ?, ?, ?, 'submitted')",
+    arrays="INSERT INTO message_part (message_id, part_no, smsc_message_id, account, smsc_key,"
+    " status) SELECT *, 'submitted' FROM unnest(%s::bigint[], %s::int[], %s::varchar[],"
+    " %s::varchar[], %s::varchar[]) ON CONFLICT (message_id, part_no, smsc_message_id) DO NOTHING",
 )
 
 

@@ -52,13 +52,16 @@ def _open(table: Any) -> Any:
 
 # Every receipt goes through this statement, run in bulk (bulk.py).
 PART_FINAL = bulk.Statement(
-    each="UPDATE message_part SET status = ?, error_code = ?, network_error = ?,"
-    " receipt_state = ?, done_at = ? WHERE id = ? AND status IN ('submitted', 'unknown')",
     joined="UPDATE message_part SET status = v.column1, error_code = v.column2,"
     " network_error = v.column3, receipt_state = v.column4, done_at = v.column5"
     " FROM (VALUES {rows}) AS v"
     " WHERE message_part.id = v.column6 AND message_part.status IN ('submitted', 'unknown')",
     row="(?, ?, ?, ?, ?, ?)",
+    arrays="UPDATE message_part SET status = v.status, error_code = v.error_code,"
+    " network_error = v.network_error, receipt_state = v.state, done_at = v.at"
+    " FROM unnest(%s::varchar[], %s::int[], %s::int[], %s::varchar[], %s::timestamptz[],"
+    " %s::bigint[]) AS v(status, error_code, network_error, state, at, id)"
+    " WHERE message_part.id = v.id AND message_part.status IN ('submitted', 'unknown')",
     key=5,
 )
 _set_part_state = (

@@ -18,14 +18,16 @@ _WORST_FIRST = (M.REJECTED, M.UNDELIVERABLE, M.EXPIRED, M.FAILED, M.UNKNOWN)
 # Rows: (status, error_code, done_at, id), run in bulk (bulk.py). The truth after the receipt
 # timeout said `unknown` is counted as corrected late.
 MESSAGE_FINAL = bulk.Statement(
-    each="UPDATE message SET status = ?, error_code = ?, done_at = ?,"
-    " late_receipt = (status = 'unknown' OR late_receipt)"
-    " WHERE id = ? AND status IN ('submitted', 'unknown')",
     joined="UPDATE message SET status = v.column1, error_code = v.column2, done_at = v.column3,"
     " late_receipt = (message.status = 'unknown' OR message.late_receipt)"
     " FROM (VALUES {rows}) AS v"
     " WHERE message.id = v.column4 AND message.status IN ('submitted', 'unknown')",
     row="(?, ?, ?, ?)",
+    arrays="UPDATE message SET status = v.status, error_code = v.error_code, done_at = v.at,"
+    " late_receipt = (message.status = 'unknown' OR message.late_receipt)"
+    " FROM unnest(%s::varchar[], %s::int[], %s::timestamptz[], %s::bigint[])"
+    " AS v(status, error_code, at, id)"
+    " WHERE message.id = v.id AND message.status IN ('submitted', 'unknown')",
     key=3,
 )
 
